@@ -1,0 +1,56 @@
+//! [`Guard`]: one unit of in-flight work.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::inner::{Inner, count};
+
+/// An RAII token that counts as one unit of in-flight work.
+///
+/// While a guard is alive its [`Shutdown`](crate::Shutdown) is not drained. Dropping
+/// it gives the count back, also when it is dropped during a panic's unwind.
+/// Get one with [`Shutdown::guard`](crate::Shutdown::guard) or by cloning another.
+///
+/// A guard is one pointer wide, costs no heap allocation and takes no lock: acquiring
+/// and releasing are one atomic operation each on the coordinator's state word.
+///
+/// A guard cannot be force-closed: it is a plain token. If one is leaked
+/// (`mem::forget`), the coordinator never drains, and
+/// [`Shutdown::drain_until`](crate::Shutdown::drain_until) reports it as remaining.
+#[must_use = "a guard releases its count as soon as it is dropped"]
+pub struct Guard {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Guard {
+    /// Returns the coordinator's current count of live guards, watched futures and
+    /// undrained child scopes (including this guard).
+    pub fn watchers(&self) -> usize {
+        count(self.inner.state())
+    }
+}
+
+impl Clone for Guard {
+    /// Takes one more count. This always succeeds: the coordinator cannot be drained
+    /// while `self` is alive. It works even after a force.
+    fn clone(&self) -> Self {
+        self.inner.acquire_held();
+        Guard {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.inner.release();
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("watchers", &self.watchers())
+            .finish()
+    }
+}

@@ -1,0 +1,246 @@
+//! The shared state behind [`Shutdown`](crate::Shutdown): one atomic word and three events.
+//!
+//! The state word packs the whole lifecycle so that every transition is a single
+//! atomic operation:
+//!
+//! ```text
+//! bit 0      TRIGGERED   set once, never cleared
+//! bit 1      FORCED      set once, never cleared (implies TRIGGERED)
+//! bits 2..   count       live guards, watched futures and undrained child scopes
+//! ```
+//!
+//! *Drained* is derived, not stored: `TRIGGERED && count == 0`. Acquiring refuses
+//! once drained or forced, so a drained coordinator stays drained.
+
+use std::sync::{Arc, Weak};
+
+use event_listener::{Event, EventListener};
+
+use crate::Cancelled;
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
+
+pub(crate) const TRIGGERED: usize = 1;
+pub(crate) const FORCED: usize = 2;
+pub(crate) const ONE: usize = 4;
+/// Counts above this abort the process, like `Arc`'s reference count does.
+const MAX_STATE: usize = usize::MAX / 2;
+
+pub(crate) const fn count(state: usize) -> usize {
+    state / ONE
+}
+
+pub(crate) const fn is_drained(state: usize) -> bool {
+    state & TRIGGERED != 0 && count(state) == 0
+}
+
+/// Which latched condition a waiter waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Triggered,
+    Forced,
+    Drained,
+}
+
+impl Phase {
+    pub(crate) fn reached(self, state: usize) -> bool {
+        match self {
+            Phase::Triggered => state & TRIGGERED != 0,
+            Phase::Forced => state & FORCED != 0,
+            Phase::Drained => is_drained(state),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    state: AtomicUsize,
+    /// Live [`Shutdown`](crate::Shutdown) handles; the last one dropped triggers.
+    handles: AtomicUsize,
+    triggered: Event,
+    forced: Event,
+    drained: Event,
+    children: Mutex<Vec<Weak<Inner>>>,
+    parent: Option<Arc<Inner>>,
+    /// Whether this scope still holds one count on `parent`.
+    holds_parent: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn new_root() -> Arc<Inner> {
+        Arc::new(Inner::with_parent(None, false))
+    }
+
+    fn with_parent(parent: Option<Arc<Inner>>, holds_parent: bool) -> Inner {
+        Inner {
+            state: AtomicUsize::new(0),
+            handles: AtomicUsize::new(1),
+            triggered: Event::new(),
+            forced: Event::new(),
+            drained: Event::new(),
+            children: Mutex::new(Vec::new()),
+            parent,
+            holds_parent: AtomicBool::new(holds_parent),
+        }
+    }
+
+    /// Creates a child scope. The child holds one count on `self` until it is drained,
+    /// and is triggered (or forced) whenever `self` is.
+    pub(crate) fn new_child(self: &Arc<Inner>) -> Arc<Inner> {
+        let holds = self.try_acquire().is_ok();
+        let child = Arc::new(Inner::with_parent(Some(self.clone()), holds));
+        {
+            let mut children = lock(&self.children);
+            children.retain(|c| c.strong_count() > 0);
+            children.push(Arc::downgrade(&child));
+        }
+        // The parent sets its bits before walking `children` under the same lock, so
+        // either it saw this child in the list or this load sees its bits.
+        let parent_state = self.state();
+        if parent_state & FORCED != 0 {
+            child.force();
+        } else if parent_state & TRIGGERED != 0 {
+            child.trigger();
+        }
+        child
+    }
+
+    pub(crate) fn state(&self) -> usize {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Adds one to the count unless the coordinator is drained or forced.
+    pub(crate) fn try_acquire(&self) -> Result<(), Cancelled> {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & FORCED != 0 {
+                return Err(Cancelled::Forced);
+            }
+            if is_drained(cur) {
+                return Err(Cancelled::Drained);
+            }
+            if cur > MAX_STATE {
+                std::process::abort();
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                cur + ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Adds one to a count that the caller already holds one of, so it cannot be zero.
+    pub(crate) fn acquire_held(&self) {
+        let prev = self.state.fetch_add(ONE, Ordering::Relaxed);
+        if prev > MAX_STATE {
+            std::process::abort();
+        }
+    }
+
+    /// Gives one count back; the release that empties a triggered coordinator drains it.
+    pub(crate) fn release(&self) {
+        let prev = self.state.fetch_sub(ONE, Ordering::AcqRel);
+        debug_assert!(count(prev) > 0, "wind-down: count released below zero");
+        if prev & TRIGGERED != 0 && count(prev) == 1 {
+            self.on_drained();
+        }
+    }
+
+    /// Sets TRIGGERED. Returns `true` if this call set it.
+    pub(crate) fn trigger(&self) -> bool {
+        self.transition(TRIGGERED) & TRIGGERED == 0
+    }
+
+    /// Sets TRIGGERED and FORCED. Returns the count at that moment.
+    pub(crate) fn force(&self) -> usize {
+        count(self.transition(TRIGGERED | FORCED))
+    }
+
+    /// Sets `bits`, wakes waiters of every newly reached phase, and carries the
+    /// transition to live child scopes. Returns the previous state.
+    fn transition(&self, bits: usize) -> usize {
+        let prev = self.state.fetch_or(bits, Ordering::AcqRel);
+        let new = bits & !prev;
+        if new == 0 {
+            return prev;
+        }
+        if new & TRIGGERED != 0 {
+            self.triggered.notify(usize::MAX);
+        }
+        if new & FORCED != 0 {
+            self.forced.notify(usize::MAX);
+        }
+        let children: Vec<Arc<Inner>> = lock(&self.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for child in children {
+            if bits & FORCED != 0 {
+                child.force();
+            } else {
+                child.trigger();
+            }
+        }
+        if new & TRIGGERED != 0 && count(prev) == 0 {
+            self.on_drained();
+        }
+        prev
+    }
+
+    /// Runs exactly once per coordinator: at the step that made it drained.
+    fn on_drained(&self) {
+        self.drained.notify(usize::MAX);
+        self.release_parent();
+    }
+
+    fn release_parent(&self) {
+        if self.holds_parent.swap(false, Ordering::AcqRel) {
+            if let Some(parent) = &self.parent {
+                parent.release();
+            }
+        }
+    }
+
+    pub(crate) fn listen(&self, phase: Phase) -> EventListener {
+        match phase {
+            Phase::Triggered => self.triggered.listen(),
+            Phase::Forced => self.forced.listen(),
+            Phase::Drained => self.drained.listen(),
+        }
+    }
+
+    pub(crate) fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops one handle; the last one triggers.
+    pub(crate) fn drop_handle(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.trigger();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn total_listeners(&self) -> usize {
+        self.triggered.total_listeners()
+            + self.forced.total_listeners()
+            + self.drained.total_listeners()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Normally released at the drained step; this covers a scope that is torn
+        // down some other way (for example while unwinding).
+        self.release_parent();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> impl std::ops::DerefMut<Target = T> + '_ {
+    // No code runs user callbacks under this lock, so poisoning carries no broken
+    // invariant; recover the guard.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,245 @@
+//! [`Shutdown`]: the coordinator handle.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::guard::Guard;
+use crate::inner::{FORCED, Inner, Phase, TRIGGERED, count, is_drained};
+use crate::until::Until;
+use crate::wait::Wait;
+use crate::watch::{GracefulConnection, Tracked, Watched};
+use crate::{Cancelled, Outcome};
+
+/// The shutdown coordinator: a cloneable handle to one shared shutdown state.
+///
+/// A coordinator goes through three latched phases, each reached at most once and
+/// never left: **triggered** (shutdown was asked for), **drained** (triggered, and
+/// the count of watchers is zero), and optionally **forced** (the drain was cut
+/// short). The *watchers* it counts are live [`Guard`]s, [`Watched`] connections and
+/// tracked futures, and undrained child scopes.
+///
+/// Dropping the last `Shutdown` handle of a coordinator triggers it (nobody could
+/// trigger it any more): waiters on [`triggered`](Shutdown::triggered) resolve, and
+/// [`drained`](Shutdown::drained) resolves once the remaining watchers finish.
+///
+/// ```
+/// use wind_down::Shutdown;
+///
+/// futures_lite::future::block_on(async {
+///     let shutdown = Shutdown::new();
+///     let guard = shutdown.guard().unwrap();
+///     assert!(shutdown.trigger());      // first trigger
+///     assert!(!shutdown.trigger());     // idempotent
+///     assert!(!shutdown.is_drained());  // the guard is still alive
+///     drop(guard);
+///     shutdown.drained().await;         // ready: triggered and zero watchers
+/// });
+/// ```
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+impl Shutdown {
+    /// Creates a new, untriggered coordinator with no watchers.
+    pub fn new() -> Shutdown {
+        Shutdown {
+            inner: Inner::new_root(),
+        }
+    }
+
+    /// Creates a child scope.
+    ///
+    /// The child is triggered (and forced) whenever `self` is, also when `self`
+    /// already was at this call; triggering or forcing the child does not affect
+    /// `self`. Until the child is drained it counts as one watcher of `self`, so
+    /// `self` drains only after the child does. A child created after `self` drained
+    /// is already triggered and does not hold `self`.
+    pub fn child(&self) -> Shutdown {
+        Shutdown {
+            inner: self.inner.new_child(),
+        }
+    }
+
+    /// Triggers shutdown. Returns `true` if this call was the first to trigger it.
+    ///
+    /// Wakes every waiter of [`triggered`](Shutdown::triggered), asks every watched
+    /// connection to finish gracefully (on its next poll), triggers child scopes, and
+    /// wakes [`drained`](Shutdown::drained) waiters if there are no watchers.
+    pub fn trigger(&self) -> bool {
+        self.inner.trigger()
+    }
+
+    /// Forces shutdown now: triggers it if needed, then drops every watched
+    /// connection and tracked future on its next poll (all are woken), and forces
+    /// child scopes. Idempotent.
+    ///
+    /// Returns [`Outcome::Drained`] if the coordinator had no watchers at that
+    /// moment, else [`Outcome::Forced`] with their count.
+    pub fn force(&self) -> Outcome {
+        match self.inner.force() {
+            0 => Outcome::Drained,
+            remaining => Outcome::Forced { remaining },
+        }
+    }
+
+    /// `true` once the coordinator was triggered.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.state() & TRIGGERED != 0
+    }
+
+    /// `true` once the coordinator was forced.
+    pub fn is_forced(&self) -> bool {
+        self.inner.state() & FORCED != 0
+    }
+
+    /// `true` once the coordinator was triggered and its count reached zero.
+    pub fn is_drained(&self) -> bool {
+        is_drained(self.inner.state())
+    }
+
+    /// The number of live watchers: guards, watched connections, tracked futures and
+    /// undrained child scopes. Exact whenever no guard is being created or dropped
+    /// concurrently.
+    pub fn watchers(&self) -> usize {
+        count(self.inner.state())
+    }
+
+    /// Resolves once the coordinator is triggered (at once if it already is).
+    pub fn triggered(&self) -> Wait {
+        Wait::new(self.inner.clone(), Phase::Triggered)
+    }
+
+    /// Resolves once the coordinator is forced (at once if it already is).
+    pub fn forced(&self) -> Wait {
+        Wait::new(self.inner.clone(), Phase::Forced)
+    }
+
+    /// Resolves once the coordinator is triggered and has no watchers (at once if
+    /// it already is). After a force it resolves only if every watcher does go:
+    /// a leaked guard keeps it pending. Use [`drain_until`](Shutdown::drain_until)
+    /// to bound the wait.
+    pub fn drained(&self) -> Wait {
+        Wait::new(self.inner.clone(), Phase::Drained)
+    }
+
+    /// Takes a [`Guard`]: one unit of in-flight work that the drain waits for.
+    ///
+    /// Works before and after the trigger, until the coordinator is drained or
+    /// forced; then it returns `Err(Cancelled::Drained)` or `Err(Cancelled::Forced)`,
+    /// so a guard that would not hold anything is never handed out.
+    pub fn guard(&self) -> Result<Guard, Cancelled> {
+        self.inner.try_acquire()?;
+        Ok(Guard {
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Runs `conn` as a watched connection; see [`Watched`] for exactly when it
+    /// resolves.
+    ///
+    /// It counts as a watcher from this call on (not from its first poll) until it
+    /// completes or is dropped. Graceful shutdown is requested exactly once, on the
+    /// first poll after the trigger. If the drain is forced, `conn` is dropped.
+    pub fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
+        Watched::new(conn, self.guard())
+    }
+
+    /// Runs `future` as tracked work: like [`watch`](Shutdown::watch) for a future
+    /// that has no graceful close. The drain waits for it; a force drops it.
+    pub fn track<F: Future>(&self, future: F) -> Watched<Tracked<F>> {
+        self.watch(Tracked::new(future))
+    }
+
+    /// Runs `future` until the coordinator is triggered, for background work that
+    /// should just stop; see [`Until`]. It does not count as a watcher.
+    pub fn run_until_triggered<F: Future>(&self, future: F) -> Until<F> {
+        Until::new(future, self.triggered())
+    }
+
+    /// Waits until the coordinator is drained, or until `deadline` completes,
+    /// whichever is first, and forces the shutdown in the second case.
+    ///
+    /// `deadline` is any future: a runtime's sleep, a second signal, or both raced.
+    /// This does not trigger the coordinator; drain cannot complete until something
+    /// does. Resolves to:
+    /// - [`Outcome::Drained`] as soon as the coordinator is drained;
+    /// - [`Outcome::Forced`] as soon as `deadline` completes first (the force happens
+    ///   inside that poll) or someone else forces the coordinator, with the count of
+    ///   watchers still alive at the force.
+    ///
+    /// ```
+    /// use wind_down::{Outcome, Shutdown};
+    ///
+    /// futures_lite::future::block_on(async {
+    ///     let shutdown = Shutdown::new();
+    ///     let stuck = shutdown.track(std::future::pending::<()>());
+    ///     shutdown.trigger();
+    ///     // A deadline that has already passed: the stuck future is forced.
+    ///     let outcome = shutdown.drain_until(std::future::ready(())).await;
+    ///     assert_eq!(outcome, Outcome::Forced { remaining: 1 });
+    ///     assert_eq!(stuck.await, Err(wind_down::Cancelled::Forced));
+    ///     assert!(shutdown.is_drained());
+    /// });
+    /// ```
+    pub async fn drain_until<D: Future>(&self, deadline: D) -> Outcome {
+        enum Won {
+            Drained,
+            Forced,
+            Deadline,
+        }
+        let drained = async {
+            self.drained().await;
+            Won::Drained
+        };
+        let forced = async {
+            self.forced().await;
+            Won::Forced
+        };
+        let deadline = async {
+            deadline.await;
+            Won::Deadline
+        };
+        let won = futures_lite::future::or(drained, futures_lite::future::or(forced, deadline));
+        match won.await {
+            Won::Drained => Outcome::Drained,
+            Won::Forced | Won::Deadline => self.force(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn total_listeners(&self) -> usize {
+        self.inner.total_listeners()
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl Clone for Shutdown {
+    fn clone(&self) -> Self {
+        self.inner.add_handle();
+        Shutdown {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        self.inner.drop_handle();
+    }
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .field("forced", &self.is_forced())
+            .field("watchers", &self.watchers())
+            .finish()
+    }
+}

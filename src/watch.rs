@@ -1,0 +1,188 @@
+//! [`GracefulConnection`] and [`Watched`]: running a connection under a coordinator.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use event_listener::EventListener;
+use pin_project_lite::pin_project;
+
+use crate::Cancelled;
+use crate::guard::Guard;
+use crate::inner::{FORCED, Phase, TRIGGERED};
+
+/// A future, typically a connection, that can be asked to finish gracefully.
+///
+/// This trait is open: implement it for your own protocol. With the `hyper` feature
+/// it is implemented for hyper's HTTP/1 and HTTP/2 server connections and
+/// hyper-util's `auto` connection.
+///
+/// [`Shutdown::watch`](crate::Shutdown::watch) calls
+/// [`graceful_shutdown`](GracefulConnection::graceful_shutdown) at most once, then
+/// keeps polling the future until it completes or the drain is forced.
+pub trait GracefulConnection: Future {
+    /// Starts a graceful close: stop taking new work (for HTTP: new requests), finish
+    /// what is in flight, then complete.
+    ///
+    /// It may be called before the future was ever polled.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<C: GracefulConnection + ?Sized> GracefulConnection for Pin<Box<C>> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.get_mut().as_mut().graceful_shutdown()
+    }
+}
+
+pin_project! {
+    /// A plain future seen as a connection whose graceful close does nothing: it
+    /// runs until done or forced. Returned inside [`Shutdown::track`](crate::Shutdown::track).
+    #[derive(Debug)]
+    pub struct Tracked<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Tracked<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Tracked { future }
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().future.poll(cx)
+    }
+}
+
+impl<F: Future> GracefulConnection for Tracked<F> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {}
+}
+
+pin_project! {
+    /// A connection run under a coordinator, returned by
+    /// [`Shutdown::watch`](crate::Shutdown::watch).
+    ///
+    /// It counts as one watcher from its creation until it completes or is dropped.
+    /// Resolves to:
+    /// - `Ok(output)` when the connection completes, gracefully or not;
+    /// - `Err(Cancelled::Forced)` when the drain is forced first: the connection is
+    ///   dropped in place, inside this poll, before the watcher count is released;
+    /// - `Err(Cancelled::Drained)` (or `Forced`) when the coordinator was already
+    ///   drained (or forced) at creation: the connection is dropped unpolled.
+    ///
+    /// Once the coordinator is triggered, the next poll calls
+    /// [`GracefulConnection::graceful_shutdown`] exactly once, before polling the
+    /// connection, also when the trigger came before the first poll.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Watched<C> {
+        // Declared before `guard`: the connection is dropped first.
+        #[pin]
+        conn: Option<C>,
+        guard: Result<Guard, Cancelled>,
+        listener: Option<EventListener>,
+        asked_graceful: bool,
+    }
+}
+
+impl<C> Watched<C> {
+    pub(crate) fn new(conn: C, guard: Result<Guard, Cancelled>) -> Self {
+        Watched {
+            conn: Some(conn),
+            guard,
+            listener: None,
+            asked_graceful: false,
+        }
+    }
+
+    /// `true` once graceful shutdown was requested from the connection.
+    pub fn is_shutting_down(&self) -> bool {
+        self.asked_graceful
+    }
+}
+
+impl<C: GracefulConnection> Future for Watched<C> {
+    type Output = Result<C::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let inner = match &*this.guard {
+            Ok(guard) => guard.inner.clone(),
+            Err(refused) => {
+                let refused = *refused;
+                assert!(this.conn.is_some(), "`Watched` polled after completion");
+                this.conn.set(None);
+                return Poll::Ready(Err(refused));
+            }
+        };
+        let mut poll_conn = true;
+        // Bounded: each round either returns or consumes a phase change (trigger,
+        // force: at most two) or a listener creation/firing (at most two each).
+        loop {
+            let state = inner.state();
+            if state & FORCED != 0 {
+                return Poll::Ready(Err(finish(this.conn, this.guard, this.listener)));
+            }
+            if state & TRIGGERED != 0 && !*this.asked_graceful {
+                *this.asked_graceful = true;
+                *this.listener = None;
+                match this.conn.as_mut().as_pin_mut() {
+                    Some(conn) => conn.graceful_shutdown(),
+                    None => panic!("`Watched` polled after completion"),
+                }
+                poll_conn = true;
+            }
+            if poll_conn {
+                poll_conn = false;
+                let conn = match this.conn.as_mut().as_pin_mut() {
+                    Some(conn) => conn,
+                    None => panic!("`Watched` polled after completion"),
+                };
+                if let Poll::Ready(out) = conn.poll(cx) {
+                    finish(this.conn, this.guard, this.listener);
+                    return Poll::Ready(Ok(out));
+                }
+            }
+            let phase = if *this.asked_graceful {
+                Phase::Forced
+            } else {
+                Phase::Triggered
+            };
+            match this.listener {
+                None => *this.listener = Some(inner.listen(phase)),
+                Some(listener) => {
+                    if Pin::new(listener).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *this.listener = None;
+                }
+            }
+        }
+    }
+}
+
+/// Drops the connection, then the guard, and reports `Forced` for the caller that
+/// needs it.
+fn finish<C>(
+    mut conn: Pin<&mut Option<C>>,
+    guard: &mut Result<Guard, Cancelled>,
+    listener: &mut Option<EventListener>,
+) -> Cancelled {
+    conn.set(None);
+    *listener = None;
+    *guard = Err(Cancelled::Forced);
+    Cancelled::Forced
+}
+
+impl<C> fmt::Debug for Watched<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watched")
+            .field("running", &self.conn.is_some())
+            .field("asked_graceful", &self.asked_graceful)
+            .finish()
+    }
+}
