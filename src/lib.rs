@@ -77,17 +77,32 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod guard;
 mod inner;
+mod log;
 mod outcome;
+mod runtime;
+mod serve;
 mod shutdown;
+mod signal;
 mod sync;
 mod until;
 mod wait;
 mod watch;
 
+#[cfg(feature = "hyper")]
+pub mod hyper;
+#[cfg(feature = "smol")]
+pub mod smol;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
 pub use guard::Guard;
 pub use outcome::{Cancelled, Outcome};
+pub use runtime::{Listener, Runtime};
+pub use serve::{DEFAULT_DRAIN_DEADLINE, ServeError, Server};
+pub use signal::{Signal, SignalSource, handle_signals};
 pub use shutdown::Shutdown;
 pub use until::Until;
 pub use wait::Wait;

@@ -1,0 +1,132 @@
+//! How the accept loop treats an accept error, and its back-off.
+
+use std::io;
+use std::time::Duration;
+
+/// What to do after a failed `accept`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AcceptError {
+    /// The error belongs to one incoming connection: retry at once.
+    Connection,
+    /// The process or system is out of a resource (descriptors, buffers, memory):
+    /// back off on a timer, then retry.
+    Resource,
+    /// The listener itself is broken: stop.
+    Fatal,
+}
+
+/// Per-connection errors that Linux reports through `accept(2)` (its man page says
+/// to treat them like `EAGAIN`), by errno.
+#[cfg(target_os = "linux")]
+const CONNECTION_ERRNOS: &[i32] = &[
+    71,  // EPROTO
+    92,  // ENOPROTOOPT
+    95,  // EOPNOTSUPP
+    100, // ENETDOWN
+    101, // ENETUNREACH
+    64,  // ENONET
+    112, // EHOSTDOWN
+    113, // EHOSTUNREACH
+    1,   // EPERM (firewall rules)
+    110, // ETIMEDOUT
+];
+#[cfg(not(target_os = "linux"))]
+const CONNECTION_ERRNOS: &[i32] = &[];
+
+/// Errors that mean the listener is unusable, by errno: EBADF, EFAULT, EINVAL,
+/// ENOTSOCK (88 on Linux, 38 on the BSDs and macOS).
+#[cfg(unix)]
+const FATAL_ERRNOS: &[i32] = &[
+    9,
+    14,
+    22,
+    if cfg!(target_os = "linux") { 88 } else { 38 },
+];
+#[cfg(not(unix))]
+const FATAL_ERRNOS: &[i32] = &[];
+
+pub(crate) fn classify(error: &io::Error) -> AcceptError {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+        | TimedOut | HostUnreachable | NetworkUnreachable | NetworkDown => {
+            return AcceptError::Connection;
+        }
+        InvalidInput => return AcceptError::Fatal,
+        _ => {}
+    }
+    match error.raw_os_error() {
+        Some(code) if CONNECTION_ERRNOS.contains(&code) => AcceptError::Connection,
+        Some(code) if FATAL_ERRNOS.contains(&code) => AcceptError::Fatal,
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM, and anything unknown: waiting is safe,
+        // spinning or dying is not.
+        _ => AcceptError::Resource,
+    }
+}
+
+/// Exponential back-off for resource errors: 50 ms doubling up to 1 s, reset by a
+/// successful accept.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_errors_retry_at_once() {
+        for kind in [
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::Interrupted,
+        ] {
+            assert_eq!(classify(&io::Error::from(kind)), AcceptError::Connection);
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn linux_accept_errors() {
+        let of = |code| classify(&io::Error::from_raw_os_error(code));
+        for code in [71, 100, 113, 101, 92, 64, 112, 95] {
+            assert_eq!(of(code), AcceptError::Connection, "errno {code}");
+        }
+        for code in [24, 23, 105, 12] {
+            assert_eq!(of(code), AcceptError::Resource, "errno {code}");
+        }
+        for code in [9, 22, 88] {
+            assert_eq!(of(code), AcceptError::Fatal, "errno {code}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::new();
+        let delays: Vec<_> = (0..7).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [50, 100, 200, 400, 800, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 50);
+    }
+}

@@ -1,0 +1,220 @@
+//! hyper 1.x connections (feature `hyper`, with `tokio` and/or `smol`).
+//!
+//! - [`GracefulConnection`] for hyper's HTTP/1 and HTTP/2 server connections and
+//!   hyper-util's `auto` (HTTP/1 or HTTP/2, detected) connections.
+//! - [`HyperRuntime`]: the executor and timer hyper needs, supplied by each runtime
+//!   adapter (hyper-util's on tokio, smol-hyper's on smol).
+//! - [`Http`] and [`Server::serve_http`]: serve a `hyper::service::Service` (or a
+//!   tower service such as an axum `Router`, wrapped in hyper-util's
+//!   `TowerToHyperService`) in one call.
+//!
+//! [`Http::new`] sets the runtime's timer on both protocols, so HTTP/1's header read
+//! timeout (30 s) applies: without a timer, a peer that sends half a request header
+//! would hold its connection forever. A peer that misbehaves anyway is cut at the
+//! server's drain deadline.
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::time::Duration;
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::server::conn::{http1, http2};
+use hyper::service::{HttpService, Service};
+use hyper::{Request, Response};
+use hyper_util::server::conn::auto;
+
+use crate::{GracefulConnection, Listener, Outcome, Runtime, ServeError, Server};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The HTTP/1 header read timeout [`Http::new`] sets.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What hyper needs from a runtime: an executor for HTTP/2 streams and a timer.
+pub trait HyperRuntime: Runtime {
+    /// The executor given to hyper's HTTP/2 connections.
+    type Executor: Clone + Send + Sync + 'static;
+    /// The timer given to hyper.
+    type Timer: hyper::rt::Timer + Clone + Send + Sync + 'static;
+
+    /// An executor that spawns on this runtime.
+    fn hyper_executor(&self) -> Self::Executor;
+
+    /// A timer that runs on this runtime.
+    fn hyper_timer(&self) -> Self::Timer;
+}
+
+/// A connection that can be turned into hyper's IO type, implemented by each
+/// runtime adapter for its streams.
+pub trait IntoHyperIo: Send + 'static {
+    /// The hyper IO wrapper.
+    type Io: Read + Write + Unpin + Send + 'static;
+
+    /// Wraps `self` for hyper.
+    fn into_hyper_io(self) -> Self::Io;
+}
+
+/// hyper-util's `auto` builder, set up for a runtime; clone it freely.
+#[derive(Clone, Debug)]
+pub struct Http<E> {
+    builder: auto::Builder<E>,
+}
+
+impl<E: Clone> Http<E> {
+    /// A builder serving HTTP/1 and HTTP/2 (detected per connection) with
+    /// `runtime`'s executor and timer, and [`HEADER_READ_TIMEOUT`] for HTTP/1.
+    pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
+        let mut builder = auto::Builder::new(runtime.hyper_executor());
+        builder
+            .http1()
+            .timer(runtime.hyper_timer())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder.http2().timer(runtime.hyper_timer());
+        Http { builder }
+    }
+
+    /// The underlying builder, to tune protocols (for example `http2_only`, header
+    /// limits, HTTP/2 keep-alive).
+    pub fn builder_mut(&mut self) -> &mut auto::Builder<E> {
+        &mut self.builder
+    }
+
+    /// Serves `service` on `io`, with HTTP upgrades enabled. The returned connection
+    /// owns a copy of the builder's settings.
+    pub fn serve_connection<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+    ) -> auto::UpgradeableConnection<'static, I, S, E>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Future: 'static,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+        E: auto::HttpServerConnExec<S::Future, B>,
+    {
+        self.builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned()
+    }
+}
+
+impl<R, L> Server<R, L>
+where
+    R: HyperRuntime,
+    L: Listener,
+    L::Io: IntoHyperIo,
+{
+    /// Serves `service` over HTTP/1 and HTTP/2 with [`Http::new`]'s settings; see
+    /// [`Server::serve`]. On shutdown, HTTP/1 connections finish their in-flight
+    /// request and answer it with `connection: close`, idle ones close at once, and
+    /// HTTP/2 connections send GOAWAY and finish their open streams.
+    pub async fn serve_http<S, B>(self, service: S) -> Result<Outcome, ServeError>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        R::Executor: auto::HttpServerConnExec<S::Future, B>,
+    {
+        let http = Http::new(self.runtime());
+        self.serve_http_with(http, service).await
+    }
+
+    /// Like [`serve_http`](Server::serve_http), with a builder you configured.
+    pub async fn serve_http_with<S, B>(
+        self,
+        http: Http<R::Executor>,
+        service: S,
+    ) -> Result<Outcome, ServeError>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        R::Executor: auto::HttpServerConnExec<S::Future, B>,
+    {
+        self.serve(move |io: L::Io, _addr| {
+            http.serve_connection(io.into_hyper_io(), service.clone())
+        })
+        .await
+    }
+}
+
+impl<I, S, B> GracefulConnection for http1::Connection<I, S>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, B> GracefulConnection for http1::UpgradeableConnection<I, S>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, E, B> GracefulConnection for http2::Connection<I, S, E>
+where
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, E, B> GracefulConnection for auto::Connection<'_, I, S, E>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin + 'static,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    E: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::Connection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, E, B> GracefulConnection for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    I: Read + Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+    E: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self)
+    }
+}

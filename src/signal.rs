@@ -1,0 +1,51 @@
+//! Shutdown signal sources and [`handle_signals`].
+
+use std::future::Future;
+use std::io;
+
+use crate::Shutdown;
+
+/// A process signal (or console event on Windows) that asks for shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Signal {
+    /// `SIGINT` on Unix (Ctrl-C in a terminal); `CTRL_C_EVENT` on Windows.
+    Interrupt,
+    /// `SIGTERM` on Unix (`kill`, `docker stop`, Kubernetes).
+    Terminate,
+    /// `CTRL_BREAK_EVENT` on Windows.
+    CtrlBreak,
+    /// `CTRL_CLOSE_EVENT` on Windows: the console window is closing.
+    CtrlClose,
+    /// `CTRL_SHUTDOWN_EVENT` on Windows: the system is shutting down.
+    CtrlShutdown,
+}
+
+/// A source of shutdown signals, such as the process's SIGINT and SIGTERM.
+///
+/// Implementations register their handlers when they are created, not when first
+/// polled, so that a signal arriving right after start-up is caught rather than
+/// killing the process. Nothing in this crate creates one implicitly.
+pub trait SignalSource: Send + 'static {
+    /// Waits for the next signal. Deliveries that arrive before a call may be
+    /// coalesced into one.
+    fn recv(&mut self) -> impl Future<Output = io::Result<Signal>> + Send;
+}
+
+/// Drives `shutdown` from `source`: the first signal triggers it, the second
+/// forces it (see [`Shutdown::force`]).
+///
+/// Resolves with the second signal, or with the source's error. A trigger from
+/// elsewhere does not count as a signal: a first signal arriving during such a
+/// drain triggers nothing new and the next one forces. Two deliveries of the same
+/// signal that arrive before the first is observed may count as one (runtimes
+/// coalesce pending signals).
+pub async fn handle_signals<S: SignalSource>(shutdown: &Shutdown, mut source: S) -> io::Result<()> {
+    let first = source.recv().await?;
+    crate::log::info!("received {first:?}: shutting down gracefully");
+    shutdown.trigger();
+    let second = source.recv().await?;
+    crate::log::warning!("received {second:?} while draining: forcing shutdown");
+    shutdown.force();
+    Ok(())
+}

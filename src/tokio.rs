@@ -1,0 +1,214 @@
+//! The tokio adapter (feature `tokio`): runtime, listeners and signals.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use wind_down::tokio::{Signals, Tokio};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = wind_down::Server::new(Tokio::current(), listener).signals(Signals::new()?);
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::{Listener, Runtime, Signal, SignalSource};
+
+/// A tokio runtime, by its [`Handle`].
+///
+/// Sleeps need the runtime's time driver (`enable_time`, or `enable_all`).
+#[derive(Clone, Debug)]
+pub struct Tokio {
+    handle: Handle,
+}
+
+impl Tokio {
+    /// The runtime this is called from.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn current() -> Self {
+        Tokio {
+            handle: Handle::current(),
+        }
+    }
+
+    /// The runtime behind `handle`.
+    pub fn from_handle(handle: Handle) -> Self {
+        Tokio { handle }
+    }
+}
+
+impl Runtime for Tokio {
+    type Sleep = tokio::time::Sleep;
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        drop(self.handle.spawn(future));
+    }
+
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        let _guard = self.handle.enter();
+        tokio::time::sleep(duration)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
+        tokio::net::TcpListener::accept(self).await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        tokio::net::TcpListener::local_addr(self)
+    }
+}
+
+#[cfg(unix)]
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+    type Addr = std::sync::Arc<tokio::net::unix::SocketAddr>;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
+        let (io, addr) = tokio::net::UnixListener::accept(self).await?;
+        Ok((io, std::sync::Arc::new(addr)))
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        tokio::net::UnixListener::local_addr(self).map(std::sync::Arc::new)
+    }
+}
+
+/// Turns a std listener into a tokio one, switching it to non-blocking mode first
+/// (a blocking listener would stall the runtime and shutdown with it).
+///
+/// Must be called inside a tokio runtime.
+pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+/// The process's shutdown signals, through `tokio::signal`: SIGINT and SIGTERM on
+/// Unix; Ctrl-C, Ctrl-Break, Ctrl-Close and Ctrl-Shutdown on Windows.
+///
+/// The handlers are installed by [`Signals::new`], so a signal arriving any time
+/// after it returns is caught. tokio never uninstalls them: once created, these
+/// signals no longer kill the process by their default action, also after this
+/// value is dropped. On Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the
+/// process exits, and the system ends the process after a few seconds: keep the
+/// drain deadline short there.
+#[derive(Debug)]
+pub struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
+    #[cfg(windows)]
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    #[cfg(windows)]
+    ctrl_close: tokio::signal::windows::CtrlClose,
+    #[cfg(windows)]
+    ctrl_shutdown: tokio::signal::windows::CtrlShutdown,
+}
+
+impl Signals {
+    /// Installs the handlers. Must be called inside a tokio runtime with its IO
+    /// driver enabled.
+    pub fn new() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows;
+            Ok(Signals {
+                ctrl_c: windows::ctrl_c()?,
+                ctrl_break: windows::ctrl_break()?,
+                ctrl_close: windows::ctrl_close()?,
+                ctrl_shutdown: windows::ctrl_shutdown()?,
+            })
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::other("the tokio signal driver shut down")
+}
+
+impl SignalSource for Signals {
+    async fn recv(&mut self) -> io::Result<Signal> {
+        use futures_lite::future::or;
+        #[cfg(unix)]
+        let got = or(
+            async { self.interrupt.recv().await.map(|()| Signal::Interrupt) },
+            async { self.terminate.recv().await.map(|()| Signal::Terminate) },
+        )
+        .await;
+        #[cfg(windows)]
+        let got = or(
+            or(
+                async { self.ctrl_c.recv().await.map(|()| Signal::Interrupt) },
+                async { self.ctrl_break.recv().await.map(|()| Signal::CtrlBreak) },
+            ),
+            or(
+                async { self.ctrl_close.recv().await.map(|()| Signal::CtrlClose) },
+                async { self.ctrl_shutdown.recv().await.map(|()| Signal::CtrlShutdown) },
+            ),
+        )
+        .await;
+        got.ok_or_else(closed)
+    }
+}
+
+#[cfg(feature = "hyper")]
+mod hyper_glue {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+    use super::Tokio;
+    use crate::hyper::{HyperRuntime, IntoHyperIo};
+
+    impl HyperRuntime for Tokio {
+        type Executor = TokioExecutor;
+        type Timer = TokioTimer;
+
+        fn hyper_executor(&self) -> TokioExecutor {
+            TokioExecutor::new()
+        }
+
+        fn hyper_timer(&self) -> TokioTimer {
+            TokioTimer::new()
+        }
+    }
+
+    impl IntoHyperIo for tokio::net::TcpStream {
+        type Io = TokioIo<tokio::net::TcpStream>;
+
+        fn into_hyper_io(self) -> Self::Io {
+            TokioIo::new(self)
+        }
+    }
+
+    #[cfg(unix)]
+    impl IntoHyperIo for tokio::net::UnixStream {
+        type Io = TokioIo<tokio::net::UnixStream>;
+
+        fn into_hyper_io(self) -> Self::Io {
+            TokioIo::new(self)
+        }
+    }
+}
