@@ -1,0 +1,134 @@
+// The demo HTTP application shared by the runtime examples and the end-to-end
+// tests: one service and one `run`, generic over the runtime.
+//
+// Routes:
+// - `GET /`          -> "hello\n"
+// - `GET /slow/<ms>` -> waits <ms> milliseconds on the runtime's timer, then "slow <ms>\n"
+// - `GET /stream`    -> a streaming body that sends one chunk and never ends
+// - anything else    -> 404
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body, Frame};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::server::conn::auto::HttpServerConnExec;
+use wind_down::hyper::{HyperRuntime, IntoHyperIo};
+use wind_down::{Listener, Outcome, Server, SignalSource};
+
+/// The response body: a whole message, or a stream that never ends.
+pub enum AppBody {
+    Full(Option<Bytes>),
+    Endless { sent_first: bool },
+}
+
+impl Body for AppBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            AppBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            AppBody::Endless { sent_first } if !*sent_first => {
+                *sent_first = true;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"tick\n")))))
+            }
+            // Never ready, never woken: a stream that stalls forever.
+            AppBody::Endless { .. } => Poll::Pending,
+        }
+    }
+}
+
+pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response<AppBody>, Infallible>> + Send>>;
+
+/// The service: cheap to clone, one per connection.
+#[derive(Clone)]
+pub struct App<R> {
+    runtime: R,
+}
+
+impl<R: HyperRuntime> hyper::service::Service<Request<Incoming>> for App<R> {
+    type Response = Response<AppBody>;
+    type Error = Infallible;
+    type Future = AppFuture;
+
+    fn call(&self, req: Request<Incoming>) -> AppFuture {
+        let runtime = self.runtime.clone();
+        Box::pin(async move { Ok(route(runtime, req).await) })
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<AppBody> {
+    let mut response = Response::new(AppBody::Full(Some(Bytes::from(body))));
+    *response.status_mut() = status;
+    response
+}
+
+async fn route<R: HyperRuntime>(runtime: R, req: Request<Incoming>) -> Response<AppBody> {
+    let path = req.uri().path();
+    if path == "/" {
+        return text(StatusCode::OK, "hello\n".into());
+    }
+    if path == "/stream" {
+        return Response::new(AppBody::Endless { sent_first: false });
+    }
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse::<u64>().ok()) {
+        runtime.sleep(Duration::from_millis(ms.min(60_000))).await;
+        return text(StatusCode::OK, format!("slow {ms}\n"));
+    }
+    text(StatusCode::NOT_FOUND, "not found\n".into())
+}
+
+/// The drain deadline: `WIND_DOWN_DEADLINE_MS`, or 10 s.
+pub fn deadline_from_env() -> Duration {
+    std::env::var("WIND_DOWN_DEADLINE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// The address to bind: `WIND_DOWN_ADDR`, or 127.0.0.1:3000.
+pub fn addr_from_env() -> String {
+    std::env::var("WIND_DOWN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into())
+}
+
+/// Serves the app until a signal, drains with `deadline`, and returns the outcome.
+/// Prints `listening on <addr>` once the listener and the signal handlers are in
+/// place, and `outcome: ...` at the end.
+pub async fn run<R, L, S>(runtime: R, listener: L, signals: S, deadline: Duration) -> Outcome
+where
+    R: HyperRuntime,
+    L: Listener,
+    L::Io: IntoHyperIo,
+    L::Addr: Display,
+    S: SignalSource,
+    R::Executor: HttpServerConnExec<AppFuture, AppBody>,
+{
+    let server = Server::new(runtime.clone(), listener)
+        .drain_deadline(deadline)
+        .signals(signals);
+    println!("listening on {}", server.local_addr().expect("local address"));
+    let outcome = match server.serve_http(App { runtime }).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("server failed: {e}");
+            e.outcome
+        }
+    };
+    match outcome {
+        Outcome::Drained => println!("outcome: drained"),
+        Outcome::Forced { remaining } => println!("outcome: forced remaining={remaining}"),
+    }
+    outcome
+}

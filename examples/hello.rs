@@ -1,0 +1,30 @@
+//! A hello-world hyper server on tokio that drains on Ctrl-C or SIGTERM.
+//!
+//! ```text
+//! cargo run --example hello --features tokio,hyper
+//! curl http://127.0.0.1:3000/          # hello
+//! curl http://127.0.0.1:3000/slow/5000 # then press Ctrl-C: this request still completes
+//! ```
+//!
+//! The first signal starts a graceful drain (10 s deadline, `WIND_DOWN_DEADLINE_MS`
+//! to change it); a second one forces it. The exit status is 0 when drained, 1 when
+//! forced. `WIND_DOWN_ADDR` sets the address (default 127.0.0.1:3000).
+
+#[path = "common/app.rs"]
+mod app;
+
+use wind_down::tokio::{Signals, Tokio};
+
+fn main() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(async {
+        // Install the signal handlers first: a signal from now on starts the drain.
+        let signals = Signals::new()?;
+        let listener = tokio::net::TcpListener::bind(app::addr_from_env()).await?;
+        std::io::Result::Ok(app::run(Tokio::current(), listener, signals, app::deadline_from_env()).await)
+    })?;
+    drop(runtime);
+    std::process::exit(outcome.exit_code());
+}
