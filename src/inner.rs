@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     forced: Event,
     drained: Event,
     children: Mutex<Vec<Weak<Inner>>>,
+    /// The count at the moment FORCED was set; written under this lock in the same
+    /// critical section as the bit, so whoever sees FORCED finds it here.
+    forced_at: Mutex<Option<usize>>,
     parent: Option<Arc<Inner>>,
     /// Whether this scope still holds one count on `parent`.
     holds_parent: AtomicBool,
@@ -77,6 +80,7 @@ impl Inner {
             forced: Event::new(),
             drained: Event::new(),
             children: Mutex::new(Vec::new()),
+            forced_at: Mutex::new(None),
             parent,
             holds_parent: AtomicBool::new(holds_parent),
         }
@@ -156,16 +160,44 @@ impl Inner {
 
     /// Sets TRIGGERED and FORCED. Returns the count at that moment.
     pub(crate) fn force(&self) -> usize {
-        count(self.transition(TRIGGERED | FORCED))
+        let bits = TRIGGERED | FORCED;
+        let prev = {
+            // Only the bit flip and the record happen under the lock: no waker runs
+            // while it is held.
+            let mut forced_at = lock(&self.forced_at);
+            let prev = self.state.fetch_or(bits, Ordering::AcqRel);
+            if prev & FORCED == 0 {
+                *forced_at = Some(count(prev));
+            }
+            prev
+        };
+        self.after_transition(bits, prev);
+        count(prev)
     }
 
-    /// Sets `bits`, wakes waiters of every newly reached phase, and carries the
-    /// transition to live child scopes. Returns the previous state.
+    /// The count at the moment the coordinator was forced, or `None` if it was not.
+    pub(crate) fn forced_at(&self) -> Option<usize> {
+        if self.state() & FORCED == 0 {
+            return None;
+        }
+        *lock(&self.forced_at)
+    }
+
+    /// Sets `bits` (never FORCED: see [`force`](Inner::force)) and runs
+    /// [`after_transition`](Inner::after_transition). Returns the previous state.
     fn transition(&self, bits: usize) -> usize {
+        debug_assert_eq!(bits & FORCED, 0, "wind-down: FORCED is set by force()");
         let prev = self.state.fetch_or(bits, Ordering::AcqRel);
+        self.after_transition(bits, prev);
+        prev
+    }
+
+    /// Wakes waiters of every phase newly reached by setting `bits` over `prev`, and
+    /// carries the transition to live child scopes.
+    fn after_transition(&self, bits: usize, prev: usize) {
         let new = bits & !prev;
         if new == 0 {
-            return prev;
+            return;
         }
         if new & TRIGGERED != 0 {
             self.triggered.notify(usize::MAX);
@@ -187,7 +219,6 @@ impl Inner {
         if new & TRIGGERED != 0 && count(prev) == 0 {
             self.on_drained();
         }
-        prev
     }
 
     /// Runs exactly once per coordinator: at the step that made it drained.

@@ -201,9 +201,14 @@ impl Shutdown {
             Won::Deadline
         };
         let won = futures_lite::future::or(drained, futures_lite::future::or(forced, deadline));
-        match won.await {
-            Won::Drained => Outcome::Drained,
-            Won::Forced | Won::Deadline => self.force(),
+        if let Won::Deadline = won.await {
+            self.inner.force();
+        }
+        // A force, ours or an earlier one, reports the watchers alive at that moment:
+        // the forced ones may be gone by now, and `drained` may have won the race.
+        match self.inner.forced_at() {
+            None | Some(0) => Outcome::Drained,
+            Some(remaining) => Outcome::Forced { remaining },
         }
     }
 
