@@ -36,12 +36,7 @@ const CONNECTION_ERRNOS: &[i32] = &[];
 /// Errors that mean the listener is unusable, by errno: EBADF, EFAULT, EINVAL,
 /// ENOTSOCK (88 on Linux, 38 on the BSDs and macOS).
 #[cfg(unix)]
-const FATAL_ERRNOS: &[i32] = &[
-    9,
-    14,
-    22,
-    if cfg!(target_os = "linux") { 88 } else { 38 },
-];
+const FATAL_ERRNOS: &[i32] = &[9, 14, 22, if cfg!(target_os = "linux") { 88 } else { 38 }];
 #[cfg(not(unix))]
 const FATAL_ERRNOS: &[i32] = &[];
 

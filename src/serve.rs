@@ -14,8 +14,8 @@ use crate::accept::{AcceptError, Backoff, classify};
 use crate::log;
 use crate::runtime::{Listener, Runtime};
 use crate::signal::{SignalSource, handle_signals};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::{GracefulConnection, Outcome, Shutdown, Wait};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The default drain deadline: 30 seconds, Kubernetes' default grace period.
 pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -101,9 +101,9 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// drain, a second one forces it (see [`handle_signals`]).
     pub fn signals<S: SignalSource>(mut self, source: S) -> Self {
         let shutdown = self.shutdown.clone();
-        self.signals = Some(Box::pin(async move {
-            handle_signals(&shutdown, source).await
-        }));
+        self.signals = Some(Box::pin(
+            async move { handle_signals(&shutdown, source).await },
+        ));
         self
     }
 
@@ -161,9 +161,13 @@ impl<R: Runtime, L: Listener> Server<R, L> {
                     break Ok(());
                 }
             }
-            let accepted = future::or(async { (&mut triggered).await; None }, async {
-                Some(listener.accept().await)
-            })
+            let accepted = future::or(
+                async {
+                    (&mut triggered).await;
+                    None
+                },
+                async { Some(listener.accept().await) },
+            )
             .await;
             match accepted {
                 None => break Ok(()),
@@ -181,10 +185,16 @@ impl<R: Runtime, L: Listener> Server<R, L> {
                     AcceptError::Resource => {
                         let delay = backoff.next_delay();
                         log::warning!("accept failed: {error}; retrying in {delay:?}");
-                        let stop = future::or(async { (&mut triggered).await; true }, async {
-                            runtime.sleep(delay).await;
-                            false
-                        });
+                        let stop = future::or(
+                            async {
+                                (&mut triggered).await;
+                                true
+                            },
+                            async {
+                                runtime.sleep(delay).await;
+                                false
+                            },
+                        );
                         if stop.await {
                             break Ok(());
                         }
@@ -239,7 +249,11 @@ pub struct ServeError {
 
 impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "listener failed: {} (shutdown {})", self.error, self.outcome)
+        write!(
+            f,
+            "listener failed: {} (shutdown {})",
+            self.error, self.outcome
+        )
     }
 }
 

@@ -167,7 +167,12 @@ impl SignalSource for Signals {
             ),
             or(
                 async { self.ctrl_close.recv().await.map(|()| Signal::CtrlClose) },
-                async { self.ctrl_shutdown.recv().await.map(|()| Signal::CtrlShutdown) },
+                async {
+                    self.ctrl_shutdown
+                        .recv()
+                        .await
+                        .map(|()| Signal::CtrlShutdown)
+                },
             ),
         )
         .await;

@@ -47,6 +47,19 @@ impl Body for AppBody {
             AppBody::Endless { .. } => Poll::Pending,
         }
     }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, AppBody::Full(None))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            AppBody::Full(data) => {
+                http_body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            AppBody::Endless { .. } => http_body::SizeHint::default(),
+        }
+    }
 }
 
 pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response<AppBody>, Infallible>> + Send>>;
@@ -82,7 +95,10 @@ async fn route<R: HyperRuntime>(runtime: R, req: Request<Incoming>) -> Response<
     if path == "/stream" {
         return Response::new(AppBody::Endless { sent_first: false });
     }
-    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
         runtime.sleep(Duration::from_millis(ms.min(60_000))).await;
         return text(StatusCode::OK, format!("slow {ms}\n"));
     }
@@ -118,7 +134,10 @@ where
     let server = Server::new(runtime.clone(), listener)
         .drain_deadline(deadline)
         .signals(signals);
-    println!("listening on {}", server.local_addr().expect("local address"));
+    println!(
+        "listening on {}",
+        server.local_addr().expect("local address")
+    );
     let outcome = match server.serve_http(App { runtime }).await {
         Ok(outcome) => outcome,
         Err(e) => {

@@ -1,0 +1,651 @@
+//! End-to-end behaviour of a real hyper server under wind-down, on each runtime.
+//!
+//! The server is this test binary itself, re-run as a child process (the ignored
+//! `child_server` test) so that real signals can be sent to it. It serves the demo
+//! app from `examples/common/app.rs` on 127.0.0.1 and exits with the drain outcome's
+//! exit code. Each case runs once per runtime (`tokio`, and `smol` with that
+//! feature) from one body: see `per_runtime!`.
+//!
+//! Timeouts here only catch hangs; no assertion depends on how fast anything is.
+
+#[path = "../examples/common/app.rs"]
+mod app;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const HANG: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------
+// The child: the demo server on the runtime named by WIND_DOWN_E2E_RUNTIME.
+
+#[test]
+#[ignore = "helper: the server process of the end-to-end tests"]
+fn child_server() {
+    let Ok(runtime) = std::env::var("WIND_DOWN_E2E_RUNTIME") else {
+        return;
+    };
+    let deadline = app::deadline_from_env();
+    let outcome = match runtime.as_str() {
+        "tokio" => {
+            use wind_down::tokio::{Signals, Tokio};
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let signals = Signals::new().unwrap();
+                println!("signals installed");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                app::run(Tokio::current(), listener, signals, deadline).await
+            })
+        }
+        #[cfg(feature = "smol")]
+        "smol" => {
+            use std::sync::Arc;
+            use wind_down::smol::{Signals, Smol};
+            let ex = Arc::new(smol::Executor::new());
+            let (stop, stopped) = smol::channel::unbounded::<()>();
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (ex, stopped) = (ex.clone(), stopped.clone());
+                    std::thread::spawn(move || smol::block_on(ex.run(stopped.recv())))
+                })
+                .collect();
+            let outcome = smol::block_on(ex.run(async {
+                let signals = Signals::new().unwrap();
+                println!("signals installed");
+                let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                app::run(Smol::new(ex.clone()), listener, signals, deadline).await
+            }));
+            drop(stop);
+            for t in threads {
+                let _ = t.join();
+            }
+            outcome
+        }
+        other => panic!("unknown runtime {other}"),
+    };
+    std::process::exit(outcome.exit_code());
+}
+
+/// A running server child. Killed on drop if still running.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(runtime: &str, deadline: Duration) -> Server {
+        Server::start_with(runtime, deadline, None, |_| {})
+    }
+
+    /// Starts the child; `nofile` limits its descriptors (through the shell's
+    /// `ulimit`); `on_installed` runs as soon as its signal handlers are in place.
+    fn start_with(
+        runtime: &str,
+        deadline: Duration,
+        nofile: Option<u32>,
+        on_installed: impl FnOnce(u32),
+    ) -> Server {
+        let exe = std::env::current_exe().unwrap();
+        let args = [
+            "--ignored",
+            "--exact",
+            "child_server",
+            "--nocapture",
+            "--test-threads=1",
+        ];
+        let mut cmd = match nofile {
+            None => {
+                let mut c = Command::new(&exe);
+                c.args(args);
+                c
+            }
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(&exe)
+                    .args(args);
+                c
+            }
+        };
+        let mut child = cmd
+            .env("WIND_DOWN_E2E_RUNTIME", runtime)
+            .env("WIND_DOWN_DEADLINE_MS", deadline.as_millis().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server child");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut on_installed = Some(on_installed);
+        let addr = loop {
+            let line = lines
+                .recv_timeout(HANG)
+                .expect("server child did not start");
+            // libtest may print `test child_server ... ` in front of the first line.
+            if line.ends_with("signals installed") {
+                if let Some(f) = on_installed.take() {
+                    f(child.id());
+                }
+            }
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.parse().unwrap();
+            }
+            if line.contains("outcome: ") {
+                // The child finished before listening (e.g. an early signal).
+                break "127.0.0.1:0".parse().unwrap();
+            }
+        };
+        Server { child, addr, lines }
+    }
+
+    fn signal(&self, name: &str) {
+        signal(self.child.id(), name);
+    }
+
+    /// Waits for the child to exit; returns its status and its `outcome:` line.
+    fn wait(&mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < HANG, "server child did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let outcome = self
+            .lines
+            .try_iter()
+            .find_map(|l| l.find("outcome: ").map(|at| l[at..].to_string()))
+            .unwrap_or_default();
+        (status, outcome)
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Connect attempts until one is refused: the listener has closed.
+fn wait_refused(addr: SocketAddr) {
+    let start = Instant::now();
+    while start.elapsed() < HANG {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    panic!("the listener at {addr} was never closed");
+}
+
+/// Reads until EOF or error (the server closed the connection); returns the bytes.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    stream.set_read_timeout(Some(HANG)).unwrap();
+    let mut buf = Vec::new();
+    match stream.read_to_end(&mut buf) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+            "connection neither closed nor reset: {e}"
+        ),
+    }
+    buf
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+async fn h1(addr: SocketAddr) -> H1 {
+    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn h2(addr: SocketAddr) -> H2 {
+    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+fn get(path: &str) -> Request<Empty<Bytes>> {
+    Request::get(format!("http://127.0.0.1{path}"))
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// A response: status, whether it carried `connection: close`, and its body.
+struct Got {
+    status: StatusCode,
+    close: bool,
+    body: String,
+}
+
+async fn collect(res: hyper::Response<hyper::body::Incoming>) -> Got {
+    let status = res.status();
+    let close = res
+        .headers()
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    Got {
+        status,
+        close,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+    }
+}
+
+async fn h1_get(send: &mut H1, path: &str) -> hyper::Result<Got> {
+    send.ready().await?;
+    let res = send.send_request(get(path)).await?;
+    Ok(collect(res).await)
+}
+
+async fn h2_get(mut send: H2, path: String) -> hyper::Result<Got> {
+    send.ready().await?;
+    let res = send.send_request(get(&path)).await?;
+    Ok(collect(res).await)
+}
+
+/// Expands each case into one test per runtime, from one body.
+macro_rules! per_runtime {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_rt {
+            $( #[test] fn $name() { super::$name("tokio") } )*
+        }
+        #[cfg(feature = "smol")]
+        mod smol_rt {
+            $( #[test] fn $name() { super::$name("smol") } )*
+        }
+    };
+}
+
+per_runtime!(
+    load_through_sigterm,
+    misbehaving_peers_are_cut_at_the_deadline,
+    second_signal_forces_exit,
+    signal_right_after_start_is_handled,
+    sigint_drains_too,
+    emfile_neither_spins_nor_starves,
+);
+
+// ---------------------------------------------------------------------------
+// Cases.
+
+/// Many HTTP/1 keep-alive connections and HTTP/2 connections with many streams;
+/// SIGTERM lands while requests are in flight.
+fn load_through_sigterm(runtime: &str) {
+    let mut server = Server::start(runtime, Duration::from_secs(30));
+    let addr = server.addr;
+    let client = client_runtime();
+    client.block_on(async {
+        const H1_CONNS: usize = 16;
+        const H2_CONNS: usize = 2;
+        const H2_STREAMS: usize = 32;
+        const IN_FLIGHT_MS: u64 = 1500;
+
+        // Idle keep-alive connections: one exchange each, then silence.
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            let mut send = h1(addr).await;
+            let got = h1_get(&mut send, "/").await.unwrap();
+            assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, "hello\n"));
+            assert!(!got.close, "keep-alive before shutdown");
+            idle.push(send);
+        }
+
+        // Warm-up load: every response before the signal is complete and correct.
+        let mut h1s = Vec::new();
+        for _ in 0..H1_CONNS {
+            h1s.push(h1(addr).await);
+        }
+        for send in &mut h1s {
+            for _ in 0..5 {
+                let got = h1_get(send, "/slow/1").await.unwrap();
+                assert_eq!(
+                    (got.status, got.body.as_str()),
+                    (StatusCode::OK, "slow 1\n")
+                );
+                assert!(!got.close);
+            }
+        }
+        let mut h2s = Vec::new();
+        for _ in 0..H2_CONNS {
+            h2s.push(h2(addr).await);
+        }
+
+        // In flight at the signal: one slow request per HTTP/1 connection and
+        // H2_STREAMS slow streams per HTTP/2 connection.
+        let path = format!("/slow/{IN_FLIGHT_MS}");
+        let mut h1_tasks = Vec::new();
+        for mut send in h1s {
+            let path = path.clone();
+            h1_tasks.push(tokio::spawn(async move {
+                let got = h1_get(&mut send, &path).await;
+                (got, send)
+            }));
+        }
+        let mut h2_tasks = Vec::new();
+        for send in &h2s {
+            for _ in 0..H2_STREAMS {
+                h2_tasks.push(tokio::spawn(h2_get(send.clone(), path.clone())));
+            }
+        }
+        // Let every request reach the server's handler (they take IN_FLIGHT_MS).
+        tokio::time::sleep(Duration::from_millis(IN_FLIGHT_MS / 3)).await;
+        server.signal("TERM");
+
+        // New connections are refused once the listener closes.
+        tokio::task::spawn_blocking(move || wait_refused(addr))
+            .await
+            .unwrap();
+
+        // Idle keep-alive connections are closed by the server.
+        for send in idle {
+            // hyper's client notices the server's close: the sender closes.
+            let start = Instant::now();
+            while !send.is_closed() && start.elapsed() < HANG {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(
+                send.is_closed(),
+                "idle keep-alive connection left open during drain"
+            );
+        }
+
+        let mut completed = 0;
+        for task in h1_tasks {
+            let (got, mut send) = tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+            let got = got.expect("an in-flight HTTP/1 request was lost");
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(got.body, format!("slow {IN_FLIGHT_MS}\n"));
+            assert!(
+                got.close,
+                "HTTP/1 response during drain lacks `connection: close`"
+            );
+            completed += 1;
+            // The connection is not reused after `connection: close`.
+            assert!(h1_get(&mut send, "/").await.is_err());
+        }
+        for task in h2_tasks {
+            let got = tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+            let got = got.expect("an in-flight HTTP/2 stream was lost");
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(got.body, format!("slow {IN_FLIGHT_MS}\n"));
+            completed += 1;
+        }
+        // After GOAWAY, an HTTP/2 connection takes no new stream.
+        for send in h2s {
+            assert!(
+                h2_get(send, "/".into()).await.is_err(),
+                "HTTP/2 stream accepted after GOAWAY"
+            );
+        }
+        println!("{runtime}: {completed} in-flight requests completed through SIGTERM");
+        assert_eq!(completed, H1_CONNS + H2_CONNS * H2_STREAMS);
+    });
+    let (status, outcome) = server.wait();
+    println!("{runtime}: {outcome}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "server did not drain cleanly: {outcome}"
+    );
+    assert_eq!(outcome, "outcome: drained");
+}
+
+/// Peers that never finish hold nothing past the deadline.
+fn misbehaving_peers_are_cut_at_the_deadline(runtime: &str) {
+    let mut server = Server::start(runtime, Duration::from_millis(1500));
+    let addr = server.addr;
+    let connect = || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    };
+    // Connects and sends nothing.
+    let mut silent = connect();
+    // Half a request header.
+    let mut half = connect();
+    half.write_all(b"GET / HT").unwrap();
+    // HTTP/2 preface without SETTINGS: the handshake never completes.
+    let mut preface = connect();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    // HTTP/2 handshake done (empty SETTINGS), but the shutdown PING is never answered.
+    let mut no_pong = connect();
+    no_pong
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    // A response body that never ends.
+    let mut stream = connect();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // Every peer's connection is accepted and in the server before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+
+    server.signal("TERM");
+    let (status, outcome) = server.wait();
+    println!("{runtime}: {outcome}");
+    assert_eq!(status.code(), Some(1), "expected a forced exit: {outcome}");
+    let remaining: usize = outcome
+        .strip_prefix("outcome: forced remaining=")
+        .expect("forced outcome line")
+        .parse()
+        .unwrap();
+    // The silent peer may be closed gracefully (hyper-util cancels its version
+    // detection); the four others cannot finish on their own.
+    assert!((4..=5).contains(&remaining), "remaining={remaining}");
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("half header", &mut half),
+        ("h2 preface", &mut preface),
+        ("h2 no pong", &mut no_pong),
+        ("endless stream", &mut stream),
+    ] {
+        let _ = read_to_close(s);
+        println!("{runtime}: {name} peer closed");
+    }
+}
+
+/// A request that never finishes: the first SIGTERM leaves the process draining,
+/// the second forces it out with the forced status.
+fn second_signal_forces_exit(runtime: &str) {
+    let mut server = Server::start(runtime, Duration::from_secs(120));
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).unwrap();
+    server.signal("TERM");
+    wait_refused(server.addr);
+    assert!(
+        server.is_running(),
+        "the first signal must only start the drain"
+    );
+    server.signal("INT");
+    let (status, outcome) = server.wait();
+    assert_eq!(status.code(), Some(1), "{outcome}");
+    assert_eq!(outcome, "outcome: forced remaining=1");
+    let _ = read_to_close(&mut stream);
+}
+
+/// SIGTERM as soon as the handlers are installed, before the listener even exists.
+fn signal_right_after_start_is_handled(runtime: &str) {
+    let mut server = Server::start_with(runtime, Duration::from_secs(10), None, |pid| {
+        signal(pid, "TERM")
+    });
+    let (status, outcome) = server.wait();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "killed or failed: {status:?} {outcome}"
+    );
+    assert_eq!(outcome, "outcome: drained");
+}
+
+/// SIGINT (Ctrl-C) drains like SIGTERM: an in-flight request completes.
+fn sigint_drains_too(runtime: &str) {
+    let mut server = Server::start(runtime, Duration::from_secs(30));
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET /slow/800 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("INT");
+    let response = String::from_utf8(read_to_close(&mut stream)).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\nslow 800\n"), "{response}");
+    let (status, outcome) = server.wait();
+    assert_eq!(status.code(), Some(0), "{outcome}");
+}
+
+/// CPU time (user + system) of a process, in clock ticks, from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of descriptors: the accept loop backs off instead of spinning, keeps
+/// serving existing connections, and accepts the waiting ones once descriptors free up.
+fn emfile_neither_spins_nor_starves(runtime: &str) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    const NOFILE: u32 = 64;
+    let mut server = Server::start_with(runtime, Duration::from_secs(10), Some(NOFILE), |_| {});
+    let addr = server.addr;
+    let request = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+    let read_hello = |s: &mut TcpStream, stage: &str| {
+        s.set_read_timeout(Some(HANG)).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        while !got.ends_with(b"hello\n") {
+            let n = s.read(&mut buf).expect("response");
+            assert!(n > 0, "{stage}: closed before a response");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    // Fill the server's descriptor table: each served connection holds one.
+    let mut served = Vec::new();
+    let mut waiting = Vec::new();
+    for _ in 0..NOFILE {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                if !buf[..n].ends_with(b"hello\n") {
+                    read_hello(&mut s, "filling");
+                }
+                served.push(s);
+            }
+            _ => waiting.push(s),
+        }
+    }
+    assert!(
+        !waiting.is_empty(),
+        "the descriptor limit was never reached"
+    );
+    assert!(
+        served.len() > 8,
+        "too few connections served: {}",
+        served.len()
+    );
+    println!(
+        "{runtime}: {} served, {} waiting",
+        served.len(),
+        waiting.len()
+    );
+
+    // While exhausted: the process does not spin, and other tasks still run.
+    let before = cpu_ticks(server.child.id());
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(server.child.id()) - before;
+    let ticks_in_window = window.elapsed().as_millis() as u64 / 10; // 100 Hz
+    assert!(
+        used * 4 < ticks_in_window,
+        "accept loop spins: {used} ticks of CPU in {ticks_in_window}"
+    );
+    let mut existing = served.pop().unwrap();
+    existing.write_all(request).unwrap();
+    read_hello(&mut existing, "existing");
+
+    // Free descriptors: the waiting connections are accepted and answered.
+    served.truncate(served.len() / 2);
+    std::thread::sleep(Duration::from_millis(50));
+    for s in &mut waiting {
+        read_hello(s, "waiting");
+    }
+    drop((served, waiting, existing));
+    server.signal("TERM");
+    let (status, outcome) = server.wait();
+    assert_eq!(status.code(), Some(0), "{outcome}");
+}
