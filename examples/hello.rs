@@ -23,7 +23,15 @@ fn main() -> std::io::Result<()> {
         // Install the signal handlers first: a signal from now on starts the drain.
         let signals = Signals::new()?;
         let listener = tokio::net::TcpListener::bind(app::addr_from_env()).await?;
-        std::io::Result::Ok(app::run(Tokio::current(), listener, signals, app::deadline_from_env()).await)
+        std::io::Result::Ok(
+            app::run(
+                Tokio::current(),
+                listener,
+                signals,
+                app::deadline_from_env(),
+            )
+            .await,
+        )
     })?;
     drop(runtime);
     std::process::exit(outcome.exit_code());
