@@ -70,6 +70,12 @@ pub struct App<R> {
     runtime: R,
 }
 
+impl<R> App<R> {
+    pub fn new(runtime: R) -> Self {
+        App { runtime }
+    }
+}
+
 impl<R: HyperRuntime> hyper::service::Service<Request<Incoming>> for App<R> {
     type Response = Response<AppBody>;
     type Error = Infallible;
