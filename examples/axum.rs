@@ -1,0 +1,43 @@
+//! An axum `Router` served by wind-down on tokio: drains on Ctrl-C or SIGTERM,
+//! forces on a second signal or after a 10 s deadline.
+//!
+//! ```text
+//! cargo run --example axum --features tokio,hyper
+//! curl http://127.0.0.1:3000/
+//! ```
+
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use hyper_util::service::TowerToHyperService;
+use wind_down::Server;
+use wind_down::tokio::{Signals, Tokio};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let signals = Signals::new()?;
+    let router = Router::new()
+        .route("/", get(|| async { "hello from axum\n" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "slow\n"
+            }),
+        );
+    let addr = std::env::var("WIND_DOWN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let server = Server::new(Tokio::current(), listener)
+        .signals(signals)
+        .drain_deadline(Duration::from_secs(10));
+    println!("listening on {}", server.local_addr()?);
+    let outcome = match server.serve_http(TowerToHyperService::new(router)).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("{e}");
+            e.outcome
+        }
+    };
+    println!("outcome: {outcome}");
+    std::process::exit(outcome.exit_code());
+}
