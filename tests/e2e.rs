@@ -7,6 +7,9 @@
 //! feature) from one body: see `per_runtime!`.
 //!
 //! Timeouts here only catch hangs; no assertion depends on how fast anything is.
+//! Unix only: signals are sent with `kill`.
+
+#![cfg(unix)]
 
 #[path = "../examples/common/app.rs"]
 mod app;
@@ -72,6 +75,33 @@ fn child_server() {
                 let _ = t.join();
             }
             outcome
+        }
+        // A server with no signal source: wind-down must install no handler.
+        "tokio-no-signals" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                println!("signals installed"); // none, by design
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener);
+                println!("listening on {}", server.local_addr().unwrap());
+                let runtime = wind_down::tokio::Tokio::current();
+                server.serve_http(app::App::new(runtime)).await.unwrap()
+            })
+        }
+        #[cfg(feature = "smol")]
+        "smol-no-signals" => {
+            smol::block_on(async {
+                println!("signals installed"); // none, by design
+                let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let runtime = wind_down::smol::Smol::global();
+                let server = wind_down::Server::new(runtime.clone(), listener);
+                println!("listening on {}", server.local_addr().unwrap());
+                server.serve_http(app::App::new(runtime)).await.unwrap()
+            })
         }
         other => panic!("unknown runtime {other}"),
     };
@@ -317,6 +347,7 @@ per_runtime!(
     signal_right_after_start_is_handled,
     sigint_drains_too,
     emfile_neither_spins_nor_starves,
+    no_signal_source_installs_no_handler,
 );
 
 // ---------------------------------------------------------------------------
@@ -648,4 +679,24 @@ fn emfile_neither_spins_nor_starves(runtime: &str) {
     server.signal("TERM");
     let (status, outcome) = server.wait();
     assert_eq!(status.code(), Some(0), "{outcome}");
+}
+
+/// Without a signal source, SIGINT keeps its default action: the crate installs
+/// nothing process-wide on its own.
+fn no_signal_source_installs_no_handler(runtime: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut server = Server::start(&format!("{runtime}-no-signals"), Duration::from_secs(10));
+    let mut c = TcpStream::connect(server.addr).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    server.signal("INT");
+    let (status, _) = server.wait();
+    assert_eq!(
+        status.signal(),
+        Some(2),
+        "expected death by SIGINT, got {status:?}"
+    );
 }
