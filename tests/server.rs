@@ -158,7 +158,13 @@ impl Harness for OnSmol {
             };
             let result = smol::block_on(ex.run(async {
                 let listener = wind_down::smol::listener_from_std(bind()).unwrap();
-                serve(wind_down::smol::Smol::new(ex.clone()), listener, opts, started).await
+                serve(
+                    wind_down::smol::Smol::new(ex.clone()),
+                    listener,
+                    opts,
+                    started,
+                )
+                .await
             }));
             drop(stop);
             let _ = worker.join();
@@ -205,7 +211,12 @@ fn answered_within(s: &mut TcpStream, wait: Duration) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return false,
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false;
             }
             Err(_) => return false,
@@ -232,7 +243,11 @@ fn connection_limit_admits_as_capacity_frees<H: Harness>() {
     for (i, c) in clients.iter_mut().enumerate() {
         // The first three are answered; give the others a fair chance to be wrongly
         // answered too.
-        let wait = if i < 3 { HANG } else { Duration::from_millis(100) };
+        let wait = if i < 3 {
+            HANG
+        } else {
+            Duration::from_millis(100)
+        };
         if answered_within(c, wait) {
             served.push(i);
         } else {
@@ -311,7 +326,10 @@ fn per_connection_errors_are_retried_at_once<H: Harness>() {
         ..Options::default()
     });
     let mut c = connect_and_ask(addr);
-    assert!(answered_within(&mut c, HANG), "client behind the errors not served");
+    assert!(
+        answered_within(&mut c, HANG),
+        "client behind the errors not served"
+    );
     // Every injected error was consumed, then the real accept ran (and runs again).
     assert!(faults.attempts.load(Ordering::SeqCst) > ERRORS);
     assert!(faults.queue.lock().unwrap().is_empty());
