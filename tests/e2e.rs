@@ -212,6 +212,14 @@ impl Server {
         (status, outcome)
     }
 
+    /// Waits for the child and asserts that it drained cleanly: exit status 0.
+    fn expect_drained(&mut self) {
+        let (status, outcome) = self.wait();
+        println!("{outcome}");
+        assert_eq!(status.code(), Some(0), "not drained: {status:?} {outcome}");
+        assert_eq!(outcome, "outcome: drained");
+    }
+
     fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -465,14 +473,7 @@ fn load_through_sigterm(runtime: &str) {
         println!("{runtime}: {completed} in-flight requests completed through SIGTERM");
         assert_eq!(completed, H1_CONNS + H2_CONNS * H2_STREAMS);
     });
-    let (status, outcome) = server.wait();
-    println!("{runtime}: {outcome}");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "server did not drain cleanly: {outcome}"
-    );
-    assert_eq!(outcome, "outcome: drained");
+    server.expect_drained();
 }
 
 /// Peers that never finish hold nothing past the deadline.
@@ -562,13 +563,7 @@ fn signal_right_after_start_is_handled(runtime: &str) {
     let mut server = Server::start_with(runtime, Duration::from_secs(10), None, |pid| {
         signal(pid, "TERM")
     });
-    let (status, outcome) = server.wait();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "killed or failed: {status:?} {outcome}"
-    );
-    assert_eq!(outcome, "outcome: drained");
+    server.expect_drained();
 }
 
 /// SIGINT (Ctrl-C) drains like SIGTERM: an in-flight request completes.
@@ -587,8 +582,7 @@ fn sigint_drains_too(runtime: &str) {
         "{response}"
     );
     assert!(response.ends_with("\r\n\r\nslow 800\n"), "{response}");
-    let (status, outcome) = server.wait();
-    assert_eq!(status.code(), Some(0), "{outcome}");
+    server.expect_drained();
 }
 
 /// CPU time (user + system) of a process, in clock ticks, from /proc.
@@ -677,8 +671,7 @@ fn emfile_neither_spins_nor_starves(runtime: &str) {
     }
     drop((served, waiting, existing));
     server.signal("TERM");
-    let (status, outcome) = server.wait();
-    assert_eq!(status.code(), Some(0), "{outcome}");
+    server.expect_drained();
 }
 
 /// Without a signal source, SIGINT keeps its default action: the crate installs
