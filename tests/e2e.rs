@@ -240,6 +240,36 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
+/// The server's `/stats`: (watchers, slow requests waiting), on a connection of
+/// its own (itself one of the watchers).
+fn stats(addr: SocketAddr) -> (usize, usize) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /stats HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let response = String::from_utf8(read_to_close(&mut s)).unwrap();
+    let body = response.rsplit("\r\n\r\n").next().unwrap().trim();
+    let mut fields = body
+        .split(' ')
+        .map(|f| f.split('=').nth(1).unwrap().parse().unwrap());
+    (fields.next().unwrap(), fields.next().unwrap())
+}
+
+/// Polls `/stats` until `ready(watchers, slow)`: the server has the state a case needs.
+fn wait_for_stats(addr: SocketAddr, ready: impl Fn(usize, usize) -> bool) {
+    let start = Instant::now();
+    loop {
+        let (watchers, slow) = stats(addr);
+        if ready(watchers, slow) {
+            return;
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "server never reached the state: watchers={watchers} slow={slow}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Connect attempts until one is refused: the listener has closed.
 fn wait_refused(addr: SocketAddr) {
     let start = Instant::now();
@@ -371,7 +401,7 @@ fn load_through_sigterm(runtime: &str) {
         const H1_CONNS: usize = 16;
         const H2_CONNS: usize = 2;
         const H2_STREAMS: usize = 32;
-        const IN_FLIGHT_MS: u64 = 1500;
+        const IN_FLIGHT_MS: u64 = 3000;
 
         // Idle keep-alive connections: one exchange each, then silence.
         let mut idle = Vec::new();
@@ -420,8 +450,11 @@ fn load_through_sigterm(runtime: &str) {
                 h2_tasks.push(tokio::spawn(h2_get(send.clone(), path.clone())));
             }
         }
-        // Let every request reach the server's handler (they take IN_FLIGHT_MS).
-        tokio::time::sleep(Duration::from_millis(IN_FLIGHT_MS / 3)).await;
+        // Every request is in the server's handler before the signal.
+        let all = H1_CONNS + H2_CONNS * H2_STREAMS;
+        tokio::task::spawn_blocking(move || wait_for_stats(addr, |_, slow| slow == all))
+            .await
+            .unwrap();
         server.signal("TERM");
 
         // New connections are refused once the listener closes.
@@ -508,8 +541,9 @@ fn misbehaving_peers_are_cut_at_the_deadline(runtime: &str) {
     let mut first = [0u8; 12];
     stream.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
-    // Every peer's connection is accepted and in the server before the signal.
-    std::thread::sleep(Duration::from_millis(300));
+    // Every peer's connection is accepted and watched before the signal (the
+    // stats connection is the sixth watcher).
+    wait_for_stats(addr, |watchers, _| watchers == 6);
 
     server.signal("TERM");
     let (status, outcome) = server.wait();
@@ -571,9 +605,9 @@ fn sigint_drains_too(runtime: &str) {
     let mut server = Server::start(runtime, Duration::from_secs(30));
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream
-        .write_all(b"GET /slow/800 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .write_all(b"GET /slow/2000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_stats(server.addr, |_, slow| slow == 1);
     server.signal("INT");
     let response = String::from_utf8(read_to_close(&mut stream)).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
@@ -581,7 +615,7 @@ fn sigint_drains_too(runtime: &str) {
         response.to_ascii_lowercase().contains("connection: close"),
         "{response}"
     );
-    assert!(response.ends_with("\r\n\r\nslow 800\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nslow 2000\n"), "{response}");
     server.expect_drained();
 }
 

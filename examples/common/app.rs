@@ -5,6 +5,8 @@
 // - `GET /`          -> "hello\n"
 // - `GET /slow/<ms>` -> waits <ms> milliseconds on the runtime's timer, then "slow <ms>\n"
 // - `GET /stream`    -> a streaming body that sends one chunk and never ends
+// - `GET /stats`     -> "watchers=<n> slow=<n>": the server's live watchers (when
+//                       known) and the `/slow` requests now waiting
 // - anything else    -> 404
 
 #![allow(dead_code)]
@@ -13,6 +15,8 @@ use std::convert::Infallible;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,7 +25,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::server::conn::auto::HttpServerConnExec;
 use wind_down::hyper::{HyperRuntime, IntoHyperIo};
-use wind_down::{Listener, Outcome, Server, SignalSource};
+use wind_down::{Listener, Outcome, Server, Shutdown, SignalSource};
 
 /// The response body: a whole message, or a stream that never ends.
 pub enum AppBody {
@@ -68,11 +72,23 @@ pub type AppFuture = Pin<Box<dyn Future<Output = Result<Response<AppBody>, Infal
 #[derive(Clone)]
 pub struct App<R> {
     runtime: R,
+    shutdown: Option<Shutdown>,
+    slow: Arc<AtomicUsize>,
 }
 
 impl<R> App<R> {
     pub fn new(runtime: R) -> Self {
-        App { runtime }
+        App {
+            runtime,
+            shutdown: None,
+            slow: Arc::default(),
+        }
+    }
+
+    /// Reports `shutdown`'s watchers on `/stats`.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 }
 
@@ -82,8 +98,8 @@ impl<R: HyperRuntime> hyper::service::Service<Request<Incoming>> for App<R> {
     type Future = AppFuture;
 
     fn call(&self, req: Request<Incoming>) -> AppFuture {
-        let runtime = self.runtime.clone();
-        Box::pin(async move { Ok(route(runtime, req).await) })
+        let app = self.clone();
+        Box::pin(async move { Ok(route(app, req).await) })
     }
 }
 
@@ -93,8 +109,13 @@ fn text(status: StatusCode, body: String) -> Response<AppBody> {
     response
 }
 
-async fn route<R: HyperRuntime>(runtime: R, req: Request<Incoming>) -> Response<AppBody> {
+async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response<AppBody> {
     let path = req.uri().path();
+    if path == "/stats" {
+        let watchers = app.shutdown.as_ref().map_or(0, Shutdown::watchers);
+        let slow = app.slow.load(Ordering::SeqCst);
+        return text(StatusCode::OK, format!("watchers={watchers} slow={slow}\n"));
+    }
     if path == "/" {
         return text(StatusCode::OK, "hello\n".into());
     }
@@ -105,7 +126,11 @@ async fn route<R: HyperRuntime>(runtime: R, req: Request<Incoming>) -> Response<
         .strip_prefix("/slow/")
         .and_then(|ms| ms.parse::<u64>().ok())
     {
-        runtime.sleep(Duration::from_millis(ms.min(60_000))).await;
+        app.slow.fetch_add(1, Ordering::SeqCst);
+        app.runtime
+            .sleep(Duration::from_millis(ms.min(60_000)))
+            .await;
+        app.slow.fetch_sub(1, Ordering::SeqCst);
         return text(StatusCode::OK, format!("slow {ms}\n"));
     }
     text(StatusCode::NOT_FOUND, "not found\n".into())
@@ -144,7 +169,8 @@ where
         "listening on {}",
         server.local_addr().expect("local address")
     );
-    let outcome = match server.serve_http(App { runtime }).await {
+    let app = App::new(runtime).with_shutdown(server.shutdown());
+    let outcome = match server.serve_http(app).await {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("server failed: {e}");
