@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, Weak};
 
-use event_listener::{Event, EventListener};
+use crate::event::{Event, EventListener};
 
 use crate::Cancelled;
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};

@@ -78,6 +78,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod event;
 mod guard;
 mod inner;
 mod log;

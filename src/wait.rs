@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use event_listener::EventListener;
+use crate::event::EventListener;
 
 use crate::inner::{Inner, Phase};
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use event_listener::EventListener;
+use crate::event::EventListener;
 use pin_project_lite::pin_project;
 
 use crate::Cancelled;
