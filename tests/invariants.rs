@@ -1,0 +1,1274 @@
+//! The behaviour suite: the "Guarantees" list of the crate docs, clause by clause.
+//!
+//! Every case is one async body, generic over [`common::Exec`], and `cases!`
+//! expands it into three tests: `<case>::blocking` (`futures_lite` block_on, std
+//! threads), `<case>::tokio` (multi-thread runtime) and `<case>::smol`. Under miri
+//! only the blocking variant runs. Case names start with the guarantee they check
+//! (`g1_` .. `g9_`; G10 is in `tests/memory.rs`), `until_` for `run_until_triggered`.
+//! A watchdog fails a hung case after 30 s and prints the observed coordinators.
+
+mod common;
+
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::Duration;
+
+use futures_lite::FutureExt as _;
+use futures_lite::future;
+
+use common::{
+    BoxFuture, Conn, Counted, Cx, DropFlag, Exec, eventually, join_all, poll_now, scaled,
+};
+use wind_down::{Cancelled, Outcome, Shutdown, Wait};
+
+/// Expands each case into `case::blocking`, `case::tokio` and `case::smol`.
+macro_rules! cases {
+    ($($(#[$attr:meta])* $name:ident,)*) => {$(
+        $(#[$attr])*
+        mod $name {
+            #[test]
+            fn blocking() {
+                crate::common::run(stringify!($name), super::$name::<crate::common::Blocking>);
+            }
+            #[cfg(not(miri))]
+            #[test]
+            fn tokio() {
+                crate::common::run(stringify!($name), super::$name::<crate::common::Tokio>);
+            }
+            #[cfg(not(miri))]
+            #[test]
+            fn smol() {
+                crate::common::run(stringify!($name), super::$name::<crate::common::Smol>);
+            }
+        }
+    )*};
+}
+
+cases! {
+    g1_phases_latch_and_trigger_returns_true_once,
+    g1_force_implies_triggered_and_is_idempotent,
+    g1_trigger_race_of_sixteen_threads_has_one_winner,
+    g2_drained_needs_trigger_and_zero_count,
+    g2_drain_with_no_watchers_ever,
+    g2_refuses_guard_and_watch_after_drained,
+    g2_refuses_guard_and_watch_after_forced,
+    g2_guard_clone_still_counts_after_force,
+    g2_drained_never_observed_while_racing_guard_lives,
+    g3_wait_after_phase_is_ready_on_first_poll,
+    g3_abandoned_waiter_does_not_swallow_wakeup,
+    g3_thousand_waiters_per_phase_complete_exactly_once,
+    g3_waiters_racing_the_phase_all_complete,
+    g4_watchers_counts_every_kind,
+    g5_graceful_once_on_first_poll_after_trigger,
+    g5_graceful_once_when_triggered_before_first_poll,
+    g5_trigger_wakes_pending_watched_connections,
+    g5_no_graceful_without_trigger,
+    g6_leaked_guard_is_forced_remaining_at_sleep_deadline,
+    g6_leaked_guard_is_forced_remaining_at_ready_deadline,
+    g6_force_drops_watched_and_tracked_on_next_poll,
+    g6_drain_until_reports_drained_before_deadline,
+    g6_force_by_someone_else_ends_drain_until,
+    g7_conn_dropped_before_count_released,
+    g7_forced_conn_dropped_before_count_released,
+    g7_dropped_pending_watched_releases_after_destructor,
+    #[cfg(panic = "unwind")]
+    g7_panicking_tracked_future_released_after_destructor,
+    #[cfg(panic = "unwind")]
+    g7_guard_dropped_during_unwind_counts_down,
+    g8_dropping_every_handle_triggers,
+    g8_dropping_every_child_handle_triggers_the_child,
+    g9_child_triggered_and_forced_with_parent,
+    g9_child_created_after_parent_triggered_or_forced,
+    g9_triggering_or_forcing_child_leaves_parent,
+    g9_parent_drains_only_after_child,
+    g9_child_created_after_parent_drained,
+    g9_nested_scopes_drain_inside_out,
+    until_trigger_resolves_none_and_drops_inner,
+    until_completion_resolves_some,
+    until_never_starts_when_already_triggered,
+}
+
+/// Spawns `wait` and returns its join handle plus a counter of its polls, so that a
+/// case can tell that it registered (was polled and is pending) before the phase.
+fn spawn_wait<E: Exec>(cx: &Cx<E>, wait: Wait) -> (common::Join<()>, Arc<AtomicUsize>) {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let join = cx.exec.spawn(Counted {
+        fut: wait,
+        polls: polls.clone(),
+    });
+    (join, polls)
+}
+
+// ----------------------------------------------------------------------------
+// G1. Monotonic phases.
+// ----------------------------------------------------------------------------
+
+async fn g1_phases_latch_and_trigger_returns_true_once<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    assert!(!s.is_triggered() && !s.is_forced() && !s.is_drained());
+
+    let g = s.guard().unwrap();
+    assert!(s.trigger(), "first trigger returns true");
+    assert!(!s.trigger(), "second trigger returns false");
+    assert!(!s.clone().trigger(), "a clone shares the latched phase");
+    assert!(s.is_triggered() && !s.is_forced() && !s.is_drained());
+
+    drop(g);
+    assert!(s.is_drained());
+    // Nothing leaves drained: no new guard, no re-trigger.
+    assert_eq!(s.guard().unwrap_err(), Cancelled::Drained);
+    assert!(!s.trigger());
+    s.triggered().await;
+    s.drained().await;
+    assert!(s.is_triggered() && s.is_drained() && !s.is_forced());
+
+    // Forcing a drained coordinator latches forced too, and it stays drained.
+    assert_eq!(s.force(), Outcome::Drained);
+    assert!(s.is_forced() && s.is_triggered() && s.is_drained());
+    assert_eq!(s.force(), Outcome::Drained);
+    s.forced().await;
+    assert!(s.is_forced() && s.is_triggered() && s.is_drained());
+}
+
+async fn g1_force_implies_triggered_and_is_idempotent<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g = s.guard().unwrap();
+    let mut triggered = s.triggered();
+    assert!(poll_now(&mut triggered).is_none());
+
+    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
+    assert!(s.is_triggered() && s.is_forced() && !s.is_drained());
+    assert!(!s.trigger(), "the force already triggered");
+    triggered.await;
+    s.forced().await;
+    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
+    assert!(s.is_forced());
+
+    drop(g);
+    s.drained().await;
+    assert_eq!(s.force(), Outcome::Drained);
+
+    // Forcing a fresh coordinator: triggered, forced and drained at once.
+    let fresh = Shutdown::new();
+    assert_eq!(fresh.force(), Outcome::Drained);
+    assert!(fresh.is_triggered() && fresh.is_forced() && fresh.is_drained());
+    assert!(!fresh.trigger());
+}
+
+async fn g1_trigger_race_of_sixteen_threads_has_one_winner<E: Exec>(cx: Cx<E>) {
+    const THREADS: usize = 16;
+    for round in 0..scaled(20, 2) {
+        let s = Shutdown::new();
+        cx.probe.note(format!("round {round}"));
+        let (waiter, _) = spawn_wait(&cx, s.triggered());
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let racers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let s = s.clone();
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    s.trigger()
+                })
+            })
+            .collect();
+        let winners = racers
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|&won| won)
+            .count();
+        assert_eq!(
+            winners, 1,
+            "round {round}: exactly one trigger() returns true"
+        );
+        assert!(!s.trigger());
+        waiter.await;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// G2. Drained means done.
+// ----------------------------------------------------------------------------
+
+async fn g2_drained_needs_trigger_and_zero_count<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g1 = s.guard().unwrap();
+    let g2 = g1.clone();
+    let mut drained = s.drained();
+    assert!(poll_now(&mut drained).is_none());
+    let (waiter, _) = spawn_wait(&cx, s.drained());
+
+    // Zero count without a trigger is not drained, and admits new work.
+    drop(g1);
+    drop(g2);
+    assert_eq!(s.watchers(), 0);
+    assert!(!s.is_drained());
+    assert!(poll_now(&mut drained).is_none());
+    let g3 = s.guard().expect("not drained: guards are admitted");
+
+    // Triggered with a live guard is not drained either.
+    assert!(s.trigger());
+    assert!(!s.is_drained());
+    assert!(poll_now(&mut drained).is_none());
+
+    drop(g3);
+    assert!(s.is_drained());
+    assert_eq!(poll_now(&mut drained), Some(()));
+    waiter.await;
+}
+
+async fn g2_drain_with_no_watchers_ever<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let mut early = s.drained();
+    for _ in 0..3 {
+        assert!(
+            poll_now(&mut early).is_none(),
+            "pending until triggered, even with no watchers"
+        );
+    }
+    let (waiter, polls) = spawn_wait(&cx, s.drained());
+    eventually(&cx, "drained waiter polled", || polls.load(SeqCst) > 0).await;
+    assert!(!s.is_drained());
+
+    assert!(s.trigger());
+    waiter.await;
+    assert_eq!(poll_now(&mut early), Some(()));
+    assert_eq!(
+        poll_now(&mut s.drained()),
+        Some(()),
+        "after the trigger, ready on the first poll"
+    );
+}
+
+async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    s.trigger();
+    assert!(s.is_drained());
+    assert_eq!(s.guard().unwrap_err(), Cancelled::Drained);
+
+    let (conn, log) = Conn::new(1);
+    let watched = s.watch(conn);
+    assert_eq!(s.watchers(), 0, "a refused watch holds no count");
+    assert_eq!(watched.await, Err(Cancelled::Drained));
+    assert_eq!(log.polls.load(SeqCst), 0, "refused connection never polled");
+    assert_eq!(log.graceful(), 0);
+    assert!(log.dropped());
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let (flag, dropped) = DropFlag::new();
+    let tracked = s.track({
+        let ran = ran.clone();
+        async move {
+            let _flag = flag;
+            ran.store(true, SeqCst);
+        }
+    });
+    assert_eq!(tracked.await, Err(Cancelled::Drained));
+    assert!(!ran.load(SeqCst), "refused tracked future never started");
+    assert!(dropped.load(SeqCst));
+    assert!(s.is_drained() && s.watchers() == 0);
+}
+
+async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g = s.guard().unwrap();
+    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
+    assert_eq!(s.guard().unwrap_err(), Cancelled::Forced);
+
+    let (conn, log) = Conn::new(1);
+    assert_eq!(s.watch(conn).await, Err(Cancelled::Forced));
+    assert_eq!(log.polls.load(SeqCst), 0);
+    assert!(log.dropped());
+    assert_eq!(s.track(async {}).await, Err(Cancelled::Forced));
+    assert_eq!(s.watchers(), 1);
+
+    drop(g);
+    s.drained().await;
+    // Forced and drained: the refusal names the force.
+    assert_eq!(s.guard().unwrap_err(), Cancelled::Forced);
+}
+
+async fn g2_guard_clone_still_counts_after_force<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g = s.guard().unwrap();
+    s.force();
+    let g2 = g.clone();
+    assert_eq!(s.watchers(), 2);
+    assert_eq!(g2.watchers(), 2);
+    drop(g);
+    assert!(!s.is_drained());
+    let mut drained = s.drained();
+    assert!(poll_now(&mut drained).is_none());
+    drop(g2);
+    assert_eq!(poll_now(&mut drained), Some(()));
+}
+
+async fn g2_drained_never_observed_while_racing_guard_lives<E: Exec>(cx: Cx<E>) {
+    for round in 0..scaled(100, 4) {
+        let s = Shutdown::new();
+        let first = s.guard().unwrap();
+        s.trigger();
+        // Successfully created guards that have not been dropped yet.
+        let live = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+
+        let taker = cx.exec.spawn({
+            let (s, live, refused) = (s.clone(), live.clone(), refused.clone());
+            async move {
+                for _ in 0..4 {
+                    match s.guard() {
+                        Ok(g) => {
+                            live.fetch_add(1, SeqCst);
+                            let g2 = g.clone();
+                            future::yield_now().await;
+                            drop(g);
+                            live.fetch_sub(1, SeqCst);
+                            drop(g2);
+                        }
+                        Err(e) => {
+                            assert_eq!(e, Cancelled::Drained);
+                            refused.fetch_add(1, SeqCst);
+                        }
+                    }
+                }
+            }
+        });
+        let dropper = cx.exec.spawn(async move {
+            future::yield_now().await;
+            drop(first);
+        });
+        let waiter = cx.exec.spawn({
+            let (drained, live) = (s.drained(), live.clone());
+            async move {
+                drained.await;
+                live.load(SeqCst)
+            }
+        });
+        dropper.await;
+        taker.await;
+        let live_at_drain = waiter.await;
+        assert_eq!(
+            live_at_drain, 0,
+            "round {round}: drained observed while a guard was alive"
+        );
+        assert!(s.is_drained() && s.watchers() == 0);
+        if refused.load(SeqCst) > 0 {
+            assert_eq!(s.guard().unwrap_err(), Cancelled::Drained);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// G3. No lost wake-ups.
+// ----------------------------------------------------------------------------
+
+async fn g3_wait_after_phase_is_ready_on_first_poll<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g = s.guard().unwrap();
+    assert!(poll_now(&mut s.triggered()).is_none());
+    s.trigger();
+    assert_eq!(poll_now(&mut s.triggered()), Some(()));
+    assert!(poll_now(&mut s.drained()).is_none());
+    drop(g);
+    assert_eq!(poll_now(&mut s.triggered()), Some(()));
+    assert_eq!(poll_now(&mut s.drained()), Some(()));
+    assert!(poll_now(&mut s.forced()).is_none());
+
+    // From another thread, with Waits created there.
+    let other = s.clone();
+    let from_thread = thread::spawn(move || {
+        (
+            poll_now(&mut other.triggered()),
+            poll_now(&mut other.drained()),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(from_thread, (Some(()), Some(())));
+
+    // From a spawned task, with Waits created on this thread.
+    let (t, d) = (s.triggered(), s.drained());
+    let from_task = cx
+        .exec
+        .spawn(async move {
+            let (mut t, mut d) = (t, d);
+            (poll_now(&mut t), poll_now(&mut d))
+        })
+        .await;
+    assert_eq!(from_task, (Some(()), Some(())));
+
+    s.force();
+    assert_eq!(poll_now(&mut s.forced()), Some(()));
+    let other = s.clone();
+    let forced = thread::spawn(move || poll_now(&mut other.forced()))
+        .join()
+        .unwrap();
+    assert_eq!(forced, Some(()));
+}
+
+async fn g3_abandoned_waiter_does_not_swallow_wakeup<E: Exec>(cx: Cx<E>) {
+    #[derive(Clone, Copy, Debug)]
+    enum P {
+        Triggered,
+        Drained,
+        Forced,
+    }
+    fn wait(s: &Shutdown, p: P) -> Wait {
+        match p {
+            P::Triggered => s.triggered(),
+            P::Drained => s.drained(),
+            P::Forced => s.forced(),
+        }
+    }
+    for phase in [P::Triggered, P::Drained, P::Forced] {
+        cx.probe.note(format!("phase {phase:?}"));
+        let s = Shutdown::new();
+        let mut guard = Some(s.guard().unwrap());
+        // Polled once, then kept alive and never polled again until the end.
+        let mut abandoned = wait(&s, phase);
+        assert!(poll_now(&mut abandoned).is_none());
+        let (waiter, polls) = spawn_wait(&cx, wait(&s, phase));
+        eventually(&cx, "second waiter polled", || polls.load(SeqCst) > 0).await;
+        match phase {
+            P::Triggered => assert!(s.trigger()),
+            P::Drained => {
+                assert!(s.trigger());
+                drop(guard.take());
+            }
+            P::Forced => assert_eq!(s.force(), Outcome::Forced { remaining: 1 }),
+        }
+        waiter.await;
+        assert_eq!(poll_now(&mut abandoned), Some(()), "{phase:?}");
+        drop(guard);
+    }
+}
+
+async fn g3_thousand_waiters_per_phase_complete_exactly_once<E: Exec>(cx: Cx<E>) {
+    let per_phase = scaled(1000, 40);
+    const GROUPS: usize = 8;
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let guard = s.guard().unwrap();
+    let registered = Arc::new(AtomicUsize::new(0));
+    let done: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..2 * per_phase).map(|_| AtomicUsize::new(0)).collect());
+
+    // Waiter i < per_phase waits for the trigger, the others for the drain. Each
+    // group of waiters runs on its own spawned task (thread for `Blocking`).
+    let spawn_group = |ids: std::ops::Range<usize>| {
+        let futs: Vec<BoxFuture<()>> = ids
+            .map(|i| {
+                let mut w = if i < per_phase {
+                    s.triggered()
+                } else {
+                    s.drained()
+                };
+                let (registered, done) = (registered.clone(), done.clone());
+                Box::pin(async move {
+                    assert!(future::poll_once(&mut w).await.is_none());
+                    registered.fetch_add(1, SeqCst);
+                    w.await;
+                    done[i].fetch_add(1, SeqCst);
+                }) as BoxFuture<()>
+            })
+            .collect();
+        cx.exec.spawn(join_all(futs))
+    };
+    let size = per_phase / GROUPS;
+    let chunk = |g: usize, base: usize| {
+        let end = if g + 1 == GROUPS {
+            per_phase
+        } else {
+            (g + 1) * size
+        };
+        base + g * size..base + end
+    };
+    let trig: Vec<_> = (0..GROUPS).map(|g| spawn_group(chunk(g, 0))).collect();
+    let drain: Vec<_> = (0..GROUPS)
+        .map(|g| spawn_group(chunk(g, per_phase)))
+        .collect();
+    eventually(&cx, "all waiters registered", || {
+        registered.load(SeqCst) == 2 * per_phase
+    })
+    .await;
+
+    let s2 = s.clone();
+    thread::spawn(move || assert!(s2.trigger())).join().unwrap();
+    for j in trig {
+        j.await;
+    }
+    for (i, d) in done.iter().enumerate().take(per_phase) {
+        assert_eq!(d.load(SeqCst), 1, "triggered waiter {i}");
+    }
+    let early = done[per_phase..]
+        .iter()
+        .filter(|d| d.load(SeqCst) != 0)
+        .count();
+    assert_eq!(early, 0, "drained waiters resolved with a live guard");
+
+    thread::spawn(move || drop(guard)).join().unwrap();
+    for j in drain {
+        j.await;
+    }
+    for (i, d) in done.iter().enumerate() {
+        assert_eq!(d.load(SeqCst), 1, "waiter {i} completes exactly once");
+    }
+}
+
+async fn g3_waiters_racing_the_phase_all_complete<E: Exec>(cx: Cx<E>) {
+    for round in 0..scaled(30, 3) {
+        cx.probe.note(format!("round {round}"));
+        let s = Shutdown::new();
+        let g = s.guard().unwrap();
+        let completed = Arc::new(AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..4)
+            .map(|i| {
+                let (s, completed) = (s.clone(), completed.clone());
+                cx.exec.spawn(async move {
+                    if i % 2 == 0 {
+                        s.triggered().await;
+                    } else {
+                        s.drained().await;
+                    }
+                    completed.fetch_add(1, SeqCst);
+                })
+            })
+            .collect();
+        let s2 = s.clone();
+        let trigger = thread::spawn(move || {
+            s2.trigger();
+            drop(g);
+        });
+        for w in waiters {
+            w.await;
+        }
+        trigger.join().unwrap();
+        assert_eq!(completed.load(SeqCst), 4);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// G4. Exact counts when quiet.
+// ----------------------------------------------------------------------------
+
+async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    assert_eq!(s.watchers(), 0);
+    let g = s.guard().unwrap();
+    assert_eq!(s.watchers(), 1);
+    let g2 = g.clone();
+    assert_eq!((s.watchers(), g.watchers()), (2, 2));
+
+    let (conn, log) = Conn::new(1);
+    let watched = s.watch(conn);
+    assert_eq!(s.watchers(), 3, "a watched connection counts from creation");
+    let tracked = s.track(async { 7 });
+    assert_eq!(s.watchers(), 4, "a tracked future counts from creation");
+    let child = s.child();
+    assert_eq!(s.watchers(), 5, "an undrained child counts");
+    let cg = child.guard().unwrap();
+    assert_eq!((s.watchers(), child.watchers()), (5, 1));
+    let _until = s.run_until_triggered(future::pending::<()>());
+    assert_eq!(s.watchers(), 5, "run_until_triggered does not count");
+    assert!(format!("{s:?}").contains("watchers: 5"));
+
+    drop(g2);
+    assert_eq!(s.watchers(), 4);
+    log.finish();
+    assert_eq!(watched.await, Ok(1));
+    assert_eq!(s.watchers(), 3);
+    assert_eq!(tracked.await, Ok(7));
+    assert_eq!(s.watchers(), 2);
+    drop(cg);
+    assert_eq!(child.watchers(), 0);
+    assert_eq!(s.watchers(), 2, "an untriggered child still counts");
+    child.trigger();
+    assert_eq!(s.watchers(), 1, "a drained child no longer counts");
+    drop(g);
+    assert_eq!(s.watchers(), 0);
+}
+
+// ----------------------------------------------------------------------------
+// G5. Graceful once.
+// ----------------------------------------------------------------------------
+
+async fn g5_graceful_once_on_first_poll_after_trigger<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(7);
+    let mut w = s.watch(conn);
+    assert!(poll_now(&mut w).is_none());
+    assert!(poll_now(&mut w).is_none());
+    assert_eq!((log.polls.load(SeqCst), log.graceful()), (2, 0));
+    assert!(!w.is_shutting_down());
+
+    s.trigger();
+    assert_eq!(
+        log.graceful(),
+        0,
+        "requested on the next poll, not inside trigger()"
+    );
+    assert!(poll_now(&mut w).is_none());
+    assert_eq!(log.graceful(), 1);
+    assert!(w.is_shutting_down());
+    for _ in 0..3 {
+        assert!(poll_now(&mut w).is_none());
+    }
+    assert_eq!(log.graceful(), 1, "asked exactly once");
+    assert_eq!(s.watchers(), 1);
+
+    log.finish();
+    assert_eq!(poll_now(&mut w), Some(Ok(7)));
+    assert_eq!(log.graceful(), 1);
+    assert!(log.dropped());
+    assert!(s.is_drained());
+}
+
+async fn g5_graceful_once_when_triggered_before_first_poll<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(3);
+    let w = s.watch(conn.finish_on_graceful());
+    s.trigger();
+    assert_eq!(log.graceful(), 0);
+    assert_eq!(cx.exec.spawn(w).await, Ok(3));
+    assert_eq!(log.graceful(), 1);
+    assert_eq!(
+        log.graceful_at_first_poll.load(SeqCst),
+        1,
+        "graceful_shutdown came before the connection's first poll"
+    );
+
+    assert!(s.is_drained());
+
+    // Watched after the trigger (admitted while a guard holds the drain open).
+    let s = Shutdown::new();
+    let g = s.guard().unwrap();
+    s.trigger();
+    let (conn, log) = Conn::new(4);
+    assert_eq!(
+        cx.exec.spawn(s.watch(conn.finish_on_graceful())).await,
+        Ok(4)
+    );
+    assert_eq!(
+        (log.graceful(), log.graceful_at_first_poll.load(SeqCst)),
+        (1, 1)
+    );
+    drop(g);
+    s.drained().await;
+}
+
+async fn g5_trigger_wakes_pending_watched_connections<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let conns: Vec<_> = (0..8)
+        .map(|id| {
+            let (conn, log) = Conn::new(id);
+            let polls = Arc::new(AtomicUsize::new(0));
+            let join = cx.exec.spawn(Counted {
+                fut: s.watch(conn.finish_on_graceful()),
+                polls: polls.clone(),
+            });
+            (id, join, log, polls)
+        })
+        .collect();
+    for (_, _, _, polls) in &conns {
+        eventually(&cx, "watched connection polled", || polls.load(SeqCst) > 0).await;
+    }
+    assert_eq!(s.watchers(), 8);
+    let s2 = s.clone();
+    thread::spawn(move || s2.trigger()).join().unwrap();
+    for (id, join, log, _) in conns {
+        assert_eq!(join.await, Ok(id));
+        assert_eq!(log.graceful(), 1, "connection {id}");
+    }
+    s.drained().await;
+}
+
+async fn g5_no_graceful_without_trigger<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(5);
+    let mut w = s.watch(conn);
+    assert!(poll_now(&mut w).is_none());
+    log.finish();
+    assert_eq!(w.await, Ok(5));
+    assert_eq!(log.graceful(), 0);
+    s.trigger();
+    assert_eq!(log.graceful(), 0, "completed connections are not asked");
+    assert!(s.is_drained());
+}
+
+// ----------------------------------------------------------------------------
+// G6. Bounded by the deadline.
+// ----------------------------------------------------------------------------
+
+async fn g6_leaked_guard_is_forced_remaining_at_sleep_deadline<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    // Leaked for the whole drain (given back at the very end, to keep miri's leak
+    // check quiet): `mem::forget` is `ManuallyDrop::new`.
+    let leaked = ManuallyDrop::new(s.guard().unwrap());
+    s.trigger();
+    let outcome = s
+        .drain_until(cx.exec.sleep(Duration::from_millis(20)))
+        .await;
+    assert_eq!(outcome, Outcome::Forced { remaining: 1 });
+    assert!(s.is_forced() && !s.is_drained());
+    assert_eq!(s.watchers(), 1);
+    assert!(
+        poll_now(&mut s.drained()).is_none(),
+        "a leaked guard keeps it undrained"
+    );
+
+    drop(ManuallyDrop::into_inner(leaked));
+    s.drained().await;
+}
+
+async fn g6_leaked_guard_is_forced_remaining_at_ready_deadline<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let leaked = ManuallyDrop::new(s.guard().unwrap());
+    s.trigger();
+    assert_eq!(
+        s.drain_until(future::ready(())).await,
+        Outcome::Forced { remaining: 1 }
+    );
+    assert_eq!(
+        s.drain_until(future::ready(())).await,
+        Outcome::Forced { remaining: 1 },
+        "a second drain reports the same"
+    );
+    drop(ManuallyDrop::into_inner(leaked));
+    assert!(s.is_drained());
+}
+
+async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
+    // Polled by hand: the drop happens in the poll after the force, not in force().
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(1);
+    let mut w = s.watch(conn.observe(&s));
+    assert!(poll_now(&mut w).is_none());
+    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
+    assert!(!log.dropped(), "not dropped by force() itself");
+    assert_eq!(poll_now(&mut w), Some(Err(Cancelled::Forced)));
+    assert!(log.dropped());
+    assert_eq!(log.graceful(), 0, "forced before a graceful request");
+    assert_eq!(s.watchers(), 0);
+
+    // Spawned on the executor, woken by the deadline's force.
+    let s = Shutdown::new();
+    cx.probe.observe("second", &s);
+    let (conn, log) = Conn::new(2);
+    let (flag, tracked_dropped) = DropFlag::new();
+    let (wj, wpolls) = {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let j = cx.exec.spawn(Counted {
+            fut: s.watch(conn.observe(&s)),
+            polls: polls.clone(),
+        });
+        (j, polls)
+    };
+    let (tj, tpolls) = {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let stuck = s.track(Box::pin(async move {
+            let _flag = flag;
+            future::pending::<()>().await
+        }));
+        let j = cx.exec.spawn(Counted {
+            fut: stuck,
+            polls: polls.clone(),
+        });
+        (j, polls)
+    };
+    eventually(&cx, "both polled", || {
+        wpolls.load(SeqCst) > 0 && tpolls.load(SeqCst) > 0
+    })
+    .await;
+    s.trigger();
+    assert_eq!(
+        s.drain_until(future::ready(())).await,
+        Outcome::Forced { remaining: 2 }
+    );
+    assert_eq!(wj.await, Err(Cancelled::Forced));
+    assert_eq!(tj.await, Err(Cancelled::Forced));
+    assert!(log.dropped() && tracked_dropped.load(SeqCst));
+    assert!(log.graceful() <= 1);
+    assert!(log.watchers_at_drop.load(SeqCst) >= 1);
+    s.drained().await;
+    assert_eq!(s.watchers(), 0);
+}
+
+async fn g6_drain_until_reports_drained_before_deadline<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g = s.guard().unwrap();
+    s.trigger();
+    let release = cx.exec.spawn(async move {
+        future::yield_now().await;
+        drop(g);
+    });
+    assert_eq!(
+        s.drain_until(future::pending::<()>()).await,
+        Outcome::Drained
+    );
+    release.await;
+    assert!(!s.is_forced());
+    // Already drained with an elapsed deadline: drained wins, nothing is forced.
+    assert_eq!(s.drain_until(future::ready(())).await, Outcome::Drained);
+    assert!(!s.is_forced());
+}
+
+async fn g6_force_by_someone_else_ends_drain_until<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let g = s.guard().unwrap();
+    s.trigger();
+    let forcer = cx.exec.spawn({
+        let s = s.clone();
+        async move {
+            future::yield_now().await;
+            s.force()
+        }
+    });
+    assert_eq!(
+        s.drain_until(future::pending::<()>()).await,
+        Outcome::Forced { remaining: 1 }
+    );
+    assert_eq!(forcer.await, Outcome::Forced { remaining: 1 });
+    drop(g);
+    s.drained().await;
+}
+
+// ----------------------------------------------------------------------------
+// G7. Released after destruction.
+// ----------------------------------------------------------------------------
+
+/// Spawns a task that waits for the drain and reports whether the connection of
+/// `log` had been dropped by then.
+fn drained_sees_dropped<E: Exec>(
+    cx: &Cx<E>,
+    s: &Shutdown,
+    log: &Arc<common::ConnLog>,
+) -> common::Join<bool> {
+    let (drained, log) = (s.drained(), log.clone());
+    cx.exec.spawn(async move {
+        drained.await;
+        log.dropped()
+    })
+}
+
+async fn g7_conn_dropped_before_count_released<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(1);
+    let waiter = drained_sees_dropped(&cx, &s, &log);
+    let watched = cx.exec.spawn(s.watch(conn.observe(&s)));
+    s.trigger();
+    log.finish();
+    assert_eq!(watched.await, Ok(1));
+    assert!(
+        waiter.await,
+        "drained resolved before the connection's destructor ran"
+    );
+    assert_eq!(
+        log.watchers_at_drop.load(SeqCst),
+        1,
+        "count released before the destructor"
+    );
+}
+
+async fn g7_forced_conn_dropped_before_count_released<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(1);
+    let waiter = drained_sees_dropped(&cx, &s, &log);
+    let watched = cx.exec.spawn(s.watch(conn.observe(&s)));
+    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
+    assert_eq!(watched.await, Err(Cancelled::Forced));
+    assert!(waiter.await);
+    assert_eq!(log.watchers_at_drop.load(SeqCst), 1);
+}
+
+async fn g7_dropped_pending_watched_releases_after_destructor<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(1);
+    let mut w = s.track(conn.observe(&s));
+    assert!(poll_now(&mut w).is_none());
+    s.trigger();
+    let waiter = drained_sees_dropped(&cx, &s, &log);
+    drop(w);
+    assert_eq!(log.watchers_at_drop.load(SeqCst), 1);
+    assert!(waiter.await);
+    assert_eq!(s.watchers(), 0);
+}
+
+/// A future that panics when polled, holding a connection as a field (so the
+/// connection is dropped with the future, not by the panicking frame).
+#[cfg(panic = "unwind")]
+struct PanicOnPoll(#[allow(dead_code)] Conn);
+
+#[cfg(panic = "unwind")]
+impl std::future::Future for PanicOnPoll {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        panic!("tracked future panics (expected by the test)");
+    }
+}
+
+#[cfg(panic = "unwind")]
+async fn g7_panicking_tracked_future_released_after_destructor<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (conn, log) = Conn::new(1);
+    let tracked = s.track(PanicOnPoll(conn.observe(&s)));
+    s.trigger();
+    let waiter = drained_sees_dropped(&cx, &s, &log);
+    let result = std::panic::AssertUnwindSafe(cx.exec.spawn(tracked))
+        .catch_unwind()
+        .await;
+    assert!(result.is_err(), "the panic reaches the joiner");
+    assert!(waiter.await);
+    assert_eq!(log.watchers_at_drop.load(SeqCst), 1);
+    assert_eq!(s.watchers(), 0);
+}
+
+#[cfg(panic = "unwind")]
+async fn g7_guard_dropped_during_unwind_counts_down<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    // On a std thread.
+    let g = s.guard().unwrap();
+    s.trigger();
+    let joined = thread::spawn(move || {
+        let _g = g;
+        panic!("unwinding with a guard (expected by the test)");
+    })
+    .join();
+    assert!(joined.is_err());
+    assert!(s.is_drained(), "the unwind gave the count back");
+
+    // On the executor, with a guard and a watched connection in the unwinding task.
+    let s = Shutdown::new();
+    cx.probe.observe("second", &s);
+    let g = s.guard().unwrap();
+    let (conn, log) = Conn::new(1);
+    let w = s.watch(conn.observe(&s));
+    s.trigger();
+    let waiter = drained_sees_dropped(&cx, &s, &log);
+    let task = cx.exec.spawn(async move {
+        let _g = g;
+        let _w = w;
+        future::yield_now().await;
+        panic!("unwinding with a guard and a watched connection (expected by the test)");
+    });
+    assert!(
+        std::panic::AssertUnwindSafe(task)
+            .catch_unwind()
+            .await
+            .is_err()
+    );
+    assert!(waiter.await);
+    assert!(log.watchers_at_drop.load(SeqCst) >= 1);
+    assert_eq!(s.watchers(), 0);
+}
+
+// ----------------------------------------------------------------------------
+// G8. Last handle triggers.
+// ----------------------------------------------------------------------------
+
+async fn g8_dropping_every_handle_triggers<E: Exec>(cx: Cx<E>) {
+    // Not observed by the probe: the probe would hold a handle.
+    let s = Shutdown::new();
+    let s2 = s.clone();
+    let g = s.guard().unwrap();
+    let (conn, log) = Conn::new(9);
+    let watched = cx.exec.spawn(s.watch(conn.finish_on_graceful()));
+    let triggered: Vec<_> = (0..4).map(|_| spawn_wait(&cx, s.triggered())).collect();
+    let (drained, drained_polls) = spawn_wait(&cx, s.drained());
+    let drained_done = Arc::new(AtomicBool::new(false));
+    let drained = {
+        let done = drained_done.clone();
+        cx.exec.spawn(async move {
+            drained.await;
+            done.store(true, SeqCst);
+        })
+    };
+    for (_, polls) in &triggered {
+        eventually(&cx, "triggered waiter polled", || polls.load(SeqCst) > 0).await;
+    }
+    eventually(&cx, "drained waiter polled", || {
+        drained_polls.load(SeqCst) > 0
+    })
+    .await;
+    let mut probe_triggered = s.triggered();
+
+    drop(s);
+    assert!(
+        poll_now(&mut probe_triggered).is_none(),
+        "one handle left: not triggered"
+    );
+    cx.probe
+        .note(format!("one handle left, watchers()={}", g.watchers()));
+    drop(s2);
+    cx.probe
+        .note(format!("no handle left, watchers()={}", g.watchers()));
+    assert_eq!(poll_now(&mut probe_triggered), Some(()));
+    for (join, _) in triggered {
+        join.await;
+    }
+    assert_eq!(watched.await, Ok(9));
+    assert_eq!(
+        log.graceful(),
+        1,
+        "the last handle's trigger asks connections"
+    );
+    assert_eq!(g.watchers(), 1);
+    assert!(!drained_done.load(SeqCst), "drained waits for the guard");
+    drop(g);
+    drained.await;
+    assert!(drained_done.load(SeqCst));
+}
+
+async fn g8_dropping_every_child_handle_triggers_the_child<E: Exec>(cx: Cx<E>) {
+    let parent = Shutdown::new();
+    cx.probe.observe("parent", &parent);
+    let child = parent.child();
+    let cg = child.guard().unwrap();
+    let (waiter, polls) = spawn_wait(&cx, child.triggered());
+    eventually(&cx, "child waiter polled", || polls.load(SeqCst) > 0).await;
+    drop(child);
+    waiter.await;
+    assert!(
+        !parent.is_triggered(),
+        "the child's last handle triggers only the child"
+    );
+    assert_eq!(
+        parent.watchers(),
+        1,
+        "the child is not drained: its guard lives"
+    );
+    drop(cg);
+    assert_eq!(
+        parent.watchers(),
+        0,
+        "the drained child released its parent"
+    );
+    parent.trigger();
+    parent.drained().await;
+}
+
+// ----------------------------------------------------------------------------
+// G9. Scopes nest.
+// ----------------------------------------------------------------------------
+
+async fn g9_child_triggered_and_forced_with_parent<E: Exec>(cx: Cx<E>) {
+    let parent = Shutdown::new();
+    let child = parent.child();
+    cx.probe.observe("parent", &parent);
+    cx.probe.observe("child", &child);
+    let cg = child.guard().unwrap();
+    let (triggered, tpolls) = spawn_wait(&cx, child.triggered());
+    let (forced, fpolls) = spawn_wait(&cx, child.forced());
+    eventually(&cx, "child waiters polled", || {
+        tpolls.load(SeqCst) > 0 && fpolls.load(SeqCst) > 0
+    })
+    .await;
+
+    assert!(parent.trigger());
+    assert!(child.is_triggered() && !child.is_forced());
+    assert!(!child.trigger(), "the parent's trigger triggered the child");
+    triggered.await;
+
+    assert_eq!(parent.force(), Outcome::Forced { remaining: 1 });
+    assert!(child.is_forced());
+    assert_eq!(child.guard().unwrap_err(), Cancelled::Forced);
+    forced.await;
+
+    drop(cg);
+    child.drained().await;
+    parent.drained().await;
+}
+
+async fn g9_child_created_after_parent_triggered_or_forced<E: Exec>(cx: Cx<E>) {
+    let parent = Shutdown::new();
+    cx.probe.observe("parent", &parent);
+    let g = parent.guard().unwrap();
+    parent.trigger();
+    let child = parent.child();
+    assert!(child.is_triggered() && !child.is_forced());
+    assert_eq!(poll_now(&mut child.triggered()), Some(()));
+    let grandchild = child.child();
+    assert!(grandchild.is_triggered());
+    assert_eq!(
+        parent.watchers(),
+        1,
+        "an already drained child holds nothing"
+    );
+
+    parent.force();
+    let forced = parent.child();
+    assert!(forced.is_triggered() && forced.is_forced());
+    assert_eq!(poll_now(&mut forced.forced()), Some(()));
+    assert_eq!(forced.guard().unwrap_err(), Cancelled::Forced);
+    drop(g);
+    parent.drained().await;
+}
+
+async fn g9_triggering_or_forcing_child_leaves_parent<E: Exec>(cx: Cx<E>) {
+    let parent = Shutdown::new();
+    cx.probe.observe("parent", &parent);
+    let child = parent.child();
+    assert!(child.trigger());
+    child.drained().await;
+    assert!(!parent.is_triggered());
+    assert_eq!(parent.watchers(), 0);
+
+    let child = parent.child();
+    let cg = child.guard().unwrap();
+    assert_eq!(child.force(), Outcome::Forced { remaining: 1 });
+    assert!(!parent.is_triggered() && !parent.is_forced());
+    assert!(parent.guard().is_ok(), "the parent still admits work");
+    assert_eq!(parent.watchers(), 1);
+    drop(cg);
+    assert_eq!(parent.watchers(), 0);
+}
+
+async fn g9_parent_drains_only_after_child<E: Exec>(cx: Cx<E>) {
+    let parent = Shutdown::new();
+    let child = parent.child();
+    cx.probe.observe("parent", &parent);
+    cx.probe.observe("child", &child);
+    let cg = child.guard().unwrap();
+    let waiter = cx.exec.spawn({
+        let (drained, child) = (parent.drained(), child.clone());
+        async move {
+            drained.await;
+            child.is_drained()
+        }
+    });
+    parent.trigger();
+    assert!(!parent.is_drained());
+    assert_eq!(parent.watchers(), 1);
+    assert!(poll_now(&mut parent.drained()).is_none());
+    drop(cg);
+    assert!(waiter.await, "the parent drained before its child");
+    assert!(parent.is_drained());
+}
+
+async fn g9_child_created_after_parent_drained<E: Exec>(cx: Cx<E>) {
+    let parent = Shutdown::new();
+    cx.probe.observe("parent", &parent);
+    parent.trigger();
+    assert!(parent.is_drained());
+    let child = parent.child();
+    assert!(child.is_triggered() && child.is_drained());
+    assert_eq!(child.guard().unwrap_err(), Cancelled::Drained);
+    assert_eq!(parent.watchers(), 0);
+    assert!(parent.is_drained());
+    drop(child);
+    assert_eq!(parent.watchers(), 0);
+    parent.drained().await;
+}
+
+async fn g9_nested_scopes_drain_inside_out<E: Exec>(cx: Cx<E>) {
+    let root = Shutdown::new();
+    let mid = root.child();
+    let leaf = mid.child();
+    cx.probe.observe("root", &root);
+    cx.probe.observe("mid", &mid);
+    cx.probe.observe("leaf", &leaf);
+    let g = leaf.guard().unwrap();
+    let waiter = cx.exec.spawn({
+        let (drained, mid, leaf) = (root.drained(), mid.clone(), leaf.clone());
+        async move {
+            drained.await;
+            (mid.is_drained(), leaf.is_drained())
+        }
+    });
+    root.trigger();
+    assert!(mid.is_triggered() && leaf.is_triggered());
+    assert_eq!(
+        (root.watchers(), mid.watchers(), leaf.watchers()),
+        (1, 1, 1)
+    );
+    assert!(!root.is_drained() && !mid.is_drained());
+    drop(g);
+    assert_eq!(waiter.await, (true, true));
+}
+
+// ----------------------------------------------------------------------------
+// run_until_triggered.
+// ----------------------------------------------------------------------------
+
+async fn until_trigger_resolves_none_and_drops_inner<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (flag, dropped) = DropFlag::new();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let until = s.run_until_triggered(async move {
+        let _flag = flag;
+        future::pending::<()>().await;
+        1
+    });
+    let join = cx.exec.spawn(Counted {
+        fut: Box::pin(until),
+        polls: polls.clone(),
+    });
+    eventually(&cx, "until polled", || polls.load(SeqCst) > 0).await;
+    assert_eq!(s.watchers(), 0);
+    s.trigger();
+    assert!(s.is_drained(), "the drain does not wait for it");
+    assert_eq!(join.await, None);
+    assert!(dropped.load(SeqCst));
+}
+
+async fn until_completion_resolves_some<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let (flag, dropped) = DropFlag::new();
+    let out = s
+        .run_until_triggered(async move {
+            let _flag = flag;
+            future::yield_now().await;
+            5
+        })
+        .await;
+    assert_eq!(out, Some(5));
+    assert!(dropped.load(SeqCst));
+    assert!(!s.is_triggered());
+}
+
+async fn until_never_starts_when_already_triggered<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    s.trigger();
+    let started = Arc::new(AtomicBool::new(false));
+    let (flag, dropped) = DropFlag::new();
+    let until = s.run_until_triggered({
+        let started = started.clone();
+        async move {
+            let _flag = flag;
+            started.store(true, SeqCst);
+            5
+        }
+    });
+    assert_eq!(cx.exec.spawn(until).await, None);
+    assert!(!started.load(SeqCst));
+    assert!(dropped.load(SeqCst));
+}

@@ -1,0 +1,155 @@
+//! Guarantee 10 (cheap guards) and allocation hygiene, measured with a counting
+//! global allocator (this file is its own test binary).
+//!
+//! The counters are per thread, so allocations by the test harness's other threads
+//! do not leak in; the tests still take one lock so that they run one at a time.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future as _;
+use std::sync::Mutex;
+use std::task::{Context, Waker};
+
+use wind_down::{Guard, Shutdown};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add_live(bytes: isize) {
+    // `try_with`: the thread-local may already be gone while the thread exits.
+    let _ = LIVE_BYTES.try_with(|l| l.set(l.get() + bytes));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        add_live(layout.size() as isize);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        add_live(layout.size() as isize);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add_live(-(layout.size() as isize));
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        add_live(new_size as isize - layout.size() as isize);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Serialises the tests of this binary.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
+}
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.with(Cell::get)
+}
+
+#[test]
+fn g10_guard_is_one_pointer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(size_of::<Guard>(), size_of::<usize>());
+    assert_eq!(size_of::<Option<Guard>>(), size_of::<usize>());
+}
+
+#[test]
+fn g10_guard_acquire_and_release_allocate_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Shutdown::new();
+    let child = s.child();
+    let rounds = if cfg!(miri) { 10 } else { 1000 };
+
+    let before = allocs();
+    for _ in 0..rounds {
+        let g = s.guard().unwrap();
+        let g2 = g.clone();
+        assert_eq!(g2.watchers(), 3, "two guards and the child scope");
+        drop(g);
+        drop(g2);
+        let cg = child.guard().unwrap();
+        drop(cg);
+    }
+    assert_eq!(
+        allocs() - before,
+        0,
+        "guard acquire/clone/release allocated"
+    );
+
+    // After the trigger too, with a drained waiter already registered: the release
+    // that drains then only notifies an existing event.
+    let g = s.guard().unwrap();
+    s.trigger();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut drained = s.drained();
+    assert!(std::pin::Pin::new(&mut drained).poll(&mut cx).is_pending());
+    let before = allocs();
+    let g2 = s.guard().unwrap();
+    drop(g2);
+    drop(g);
+    assert_eq!(
+        allocs() - before,
+        0,
+        "guard release while draining allocated"
+    );
+    assert!(s.is_drained());
+    drop(drained);
+
+    // With nobody ever listening, the release that drains allocates the drained
+    // event's state on first notification (event-listener initialises lazily):
+    // once per coordinator, never per guard.
+    let s = Shutdown::new();
+    let g = s.guard().unwrap();
+    s.trigger();
+    let before = allocs();
+    drop(g);
+    assert!(allocs() - before <= 1, "at most the event's lazy state");
+    assert!(s.is_drained());
+}
+
+#[test]
+fn waiter_churn_keeps_live_heap_flat() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Shutdown::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut cycle = || {
+        let mut wait = s.triggered();
+        assert!(std::pin::Pin::new(&mut wait).poll(&mut cx).is_pending());
+        drop(wait);
+    };
+    // Warm up: the event's shared state is allocated on first use.
+    cycle();
+    let baseline = live_bytes();
+    let cycles = if cfg!(miri) { 1_000 } else { 1_000_000 };
+    let mut peak = 0;
+    for _ in 0..cycles {
+        cycle();
+        peak = peak.max(live_bytes() - baseline);
+    }
+    let delta = live_bytes() - baseline;
+    // Under 1 MiB, and under 8 bytes a cycle: any leaked allocation exceeds that.
+    let bound = (1isize << 20).min(8 * cycles as isize);
+    assert!(
+        delta < bound,
+        "live heap grew by {delta} bytes over {cycles} cycles"
+    );
+    assert!(peak < bound, "live heap peaked {peak} bytes above baseline");
+    assert!(allocs() > 0, "the counting allocator is in use");
+}
