@@ -204,11 +204,13 @@ impl Server {
             assert!(start.elapsed() < HANG, "server child did not exit");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let outcome = self
-            .lines
-            .try_iter()
-            .find_map(|l| l.find("outcome: ").map(|at| l[at..].to_string()))
-            .unwrap_or_default();
+        // Read the child's output to its end: the reader thread may lag the exit.
+        let mut outcome = String::new();
+        while let Ok(line) = self.lines.recv_timeout(HANG) {
+            if let Some(at) = line.find("outcome: ") {
+                outcome = line[at..].to_string();
+            }
+        }
         (status, outcome)
     }
 
