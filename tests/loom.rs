@@ -1,0 +1,226 @@
+//! Loom models of the racy guarantees (1, 2, 3, 5, 9), explored over every
+//! interleaving of the coordinator's atomics, locks and (under this cfg) its
+//! notification primitive, which `src/event.rs` swaps for a loom-built stand-in.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`
+//!
+//! A lost wake-up shows up as a loom deadlock, a broken guarantee as a failed
+//! assertion.
+
+#![cfg(wind_down_loom)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use loom::future::block_on;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::thread;
+
+use wind_down::{Cancelled, GracefulConnection, Shutdown};
+
+/// (a) A task waiting for the trigger, and the trigger in another thread.
+#[test]
+fn g3_waiting_vs_trigger() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let s2 = s.clone();
+        let t = thread::spawn(move || assert!(s2.trigger()));
+        block_on(s.triggered());
+        assert!(s.is_triggered());
+        t.join().unwrap();
+    });
+}
+
+/// (a') Two racing triggers: exactly one returns `true`; a waiter sees the phase.
+#[test]
+fn g1_racing_triggers_one_winner() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let s2 = s.clone();
+        let t = thread::spawn(move || s2.trigger());
+        let mine = s.trigger();
+        let theirs = t.join().unwrap();
+        assert!(mine ^ theirs, "exactly one trigger() returns true");
+        block_on(s.triggered());
+    });
+}
+
+/// (b) The last guard's drop, the trigger and a drained waiter, in three threads:
+/// the waiter completes in every interleaving, and sees the drained state.
+#[test]
+fn g3_last_guard_drop_vs_trigger_vs_drained_waiter() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let g = s.guard().unwrap();
+        let s1 = s.clone();
+        let dropper = thread::spawn(move || drop(g));
+        let trigger = thread::spawn(move || {
+            s1.trigger();
+        });
+        block_on(s.drained());
+        assert!(s.is_triggered() && s.is_drained());
+        assert_eq!(s.watchers(), 0);
+        dropper.join().unwrap();
+        trigger.join().unwrap();
+    });
+}
+
+/// (c) With the trigger done, a new guard from `Shutdown::guard` races the final
+/// guard's drop: the drain is never observed while a guard that was handed out is
+/// still alive, and a refused guard is refused as drained.
+#[test]
+fn g2_new_guard_vs_final_drop() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let first = s.guard().unwrap();
+        s.trigger();
+        let released = Arc::new(AtomicBool::new(false));
+        let taker = {
+            let (s, released) = (s.clone(), released.clone());
+            thread::spawn(move || match s.guard() {
+                Ok(g) => {
+                    released.store(true, Ordering::Release);
+                    drop(g);
+                    true
+                }
+                Err(e) => {
+                    assert_eq!(e, Cancelled::Drained);
+                    false
+                }
+            })
+        };
+        let dropper = thread::spawn(move || drop(first));
+        block_on(s.drained());
+        let released_at_drain = released.load(Ordering::Acquire);
+        let got_guard = taker.join().unwrap();
+        dropper.join().unwrap();
+        if got_guard {
+            assert!(
+                released_at_drain,
+                "drained observed while a handed-out guard was alive"
+            );
+        }
+        assert_eq!(s.watchers(), 0);
+    });
+}
+
+/// (c') The same with a clone of a live guard racing the other guard's final drop.
+#[test]
+fn g2_guard_clone_vs_final_drop() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let first = s.guard().unwrap();
+        let second = s.guard().unwrap();
+        s.trigger();
+        let released = Arc::new(AtomicBool::new(false));
+        let cloner = {
+            let released = released.clone();
+            thread::spawn(move || {
+                let clone = second.clone();
+                drop(second);
+                released.store(true, Ordering::Release);
+                drop(clone);
+            })
+        };
+        let dropper = thread::spawn(move || drop(first));
+        block_on(s.drained());
+        assert!(
+            released.load(Ordering::Acquire),
+            "drained observed while a cloned guard was alive"
+        );
+        cloner.join().unwrap();
+        dropper.join().unwrap();
+    });
+}
+
+/// (d) Creating a child scope races the parent's trigger: the child is always
+/// triggered (by the parent: its own handle is still alive while it waits), and the
+/// parent's drain waits for the child's guard.
+#[test]
+fn g9_child_creation_vs_parent_trigger() {
+    loom::model(|| {
+        let parent = Shutdown::new();
+        let released = Arc::new(AtomicBool::new(false));
+        let creator = {
+            let (parent, released) = (parent.clone(), released.clone());
+            thread::spawn(move || {
+                let child = parent.child();
+                let guard = child.guard();
+                block_on(child.triggered());
+                assert!(child.is_triggered());
+                let held = guard.is_ok();
+                if let Err(e) = &guard {
+                    assert_eq!(*e, Cancelled::Drained);
+                }
+                released.store(true, Ordering::Release);
+                drop(guard);
+                held
+            })
+        };
+        let trigger = {
+            let parent = parent.clone();
+            thread::spawn(move || {
+                parent.trigger();
+            })
+        };
+        block_on(parent.drained());
+        let released_at_drain = released.load(Ordering::Acquire);
+        let held = creator.join().unwrap();
+        trigger.join().unwrap();
+        if held {
+            assert!(
+                released_at_drain,
+                "parent drained while its child still held a guard"
+            );
+        }
+        assert!(parent.is_drained());
+        assert_eq!(parent.watchers(), 0);
+    });
+}
+
+/// A connection that completes once asked to shut down gracefully.
+struct Conn {
+    graceful: Arc<AtomicUsize>,
+}
+
+impl Future for Conn {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.graceful.load(Ordering::Acquire) > 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl GracefulConnection for Conn {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.graceful.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// (e) A watched connection driven on one thread while another triggers: it is
+/// asked to shut down exactly once, completes, and then the coordinator drains.
+#[test]
+fn g5_watched_connection_vs_trigger() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let graceful = Arc::new(AtomicUsize::new(0));
+        let watched = s.watch(Conn {
+            graceful: graceful.clone(),
+        });
+        let driver = thread::spawn(move || block_on(watched));
+        s.trigger();
+        assert_eq!(driver.join().unwrap(), Ok(()));
+        assert_eq!(
+            graceful.load(Ordering::Acquire),
+            1,
+            "graceful_shutdown called once"
+        );
+        block_on(s.drained());
+    });
+}
