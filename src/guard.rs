@@ -54,3 +54,30 @@ impl fmt::Debug for Guard {
             .finish()
     }
 }
+
+/// A [`Guard`] that also names itself in the forced [`Report`](crate::Report);
+/// from [`Shutdown::labelled_guard`](crate::Shutdown::labelled_guard).
+///
+/// Unlike a plain guard it costs one allocation (its label) and one short lock on
+/// creation and on drop.
+#[must_use = "a guard releases its count as soon as it is dropped"]
+pub struct LabelledGuard {
+    // Unregistered before the count is released.
+    pub(crate) _registration: crate::report::Registration,
+    pub(crate) guard: Guard,
+}
+
+impl LabelledGuard {
+    /// The plain guard inside.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+impl fmt::Debug for LabelledGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LabelledGuard")
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}

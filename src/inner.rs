@@ -4,9 +4,10 @@
 //! atomic operation:
 //!
 //! ```text
-//! bit 0      TRIGGERED   set once, never cleared
+//! bit 0      TRIGGERED   set once, never cleared (implies ANNOUNCED)
 //! bit 1      FORCED      set once, never cleared (implies TRIGGERED)
-//! bits 2..   count       live guards, watched futures and undrained child scopes
+//! bit 2      ANNOUNCED   set once, never cleared: not ready any more
+//! bits 3..   count       live guards, watched futures and undrained child scopes
 //! ```
 //!
 //! *Drained* is derived, not stored: `TRIGGERED && count == 0`. Acquiring refuses
@@ -17,11 +18,13 @@ use std::sync::{Arc, Weak};
 use crate::event::{Event, EventListener};
 
 use crate::Cancelled;
+use crate::report::{Registry, Report};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 
 pub(crate) const TRIGGERED: usize = 1;
 pub(crate) const FORCED: usize = 2;
-pub(crate) const ONE: usize = 4;
+pub(crate) const ANNOUNCED: usize = 4;
+pub(crate) const ONE: usize = 8;
 /// Counts above this abort the process, like `Arc`'s reference count does.
 const MAX_STATE: usize = usize::MAX / 2;
 
@@ -35,18 +38,20 @@ pub(crate) const fn is_drained(state: usize) -> bool {
 
 /// Which latched condition a waiter waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub(crate) enum Latch {
+    Announced,
     Triggered,
     Forced,
     Drained,
 }
 
-impl Phase {
+impl Latch {
     pub(crate) fn reached(self, state: usize) -> bool {
         match self {
-            Phase::Triggered => state & TRIGGERED != 0,
-            Phase::Forced => state & FORCED != 0,
-            Phase::Drained => is_drained(state),
+            Latch::Announced => state & ANNOUNCED != 0,
+            Latch::Triggered => state & TRIGGERED != 0,
+            Latch::Forced => state & FORCED != 0,
+            Latch::Drained => is_drained(state),
         }
     }
 }
@@ -55,13 +60,16 @@ pub(crate) struct Inner {
     state: AtomicUsize,
     /// Live [`Shutdown`](crate::Shutdown) handles; the last one dropped triggers.
     handles: AtomicUsize,
+    announced: Event,
     triggered: Event,
     forced: Event,
     drained: Event,
     children: Mutex<Vec<Weak<Inner>>>,
-    /// The count at the moment FORCED was set; written under this lock in the same
-    /// critical section as the bit, so whoever sees FORCED finds it here.
-    forced_at: Mutex<Option<usize>>,
+    /// What was running at the moment FORCED was set; written under this lock in
+    /// the same critical section as the bit, so whoever sees FORCED finds it here.
+    forced_at: Mutex<Option<Report>>,
+    /// Labelled watchers; only labelled ones ever take this lock.
+    registry: Mutex<Registry>,
     parent: Option<Arc<Inner>>,
     /// Whether this scope still holds one count on `parent`.
     holds_parent: AtomicBool,
@@ -76,11 +84,13 @@ impl Inner {
         Inner {
             state: AtomicUsize::new(0),
             handles: AtomicUsize::new(1),
+            announced: Event::new(),
             triggered: Event::new(),
             forced: Event::new(),
             drained: Event::new(),
             children: Mutex::new(Vec::new()),
             forced_at: Mutex::new(None),
+            registry: Mutex::new(Registry::default()),
             parent,
             holds_parent: AtomicBool::new(holds_parent),
         }
@@ -103,6 +113,8 @@ impl Inner {
             child.force();
         } else if parent_state & TRIGGERED != 0 {
             child.trigger();
+        } else if parent_state & ANNOUNCED != 0 {
+            child.announce();
         }
         child
     }
@@ -153,21 +165,26 @@ impl Inner {
         }
     }
 
-    /// Sets TRIGGERED. Returns `true` if this call set it.
-    pub(crate) fn trigger(&self) -> bool {
-        self.transition(TRIGGERED) & TRIGGERED == 0
+    /// Sets ANNOUNCED. Returns `true` if this call set it.
+    pub(crate) fn announce(&self) -> bool {
+        self.transition(ANNOUNCED) & ANNOUNCED == 0
     }
 
-    /// Sets TRIGGERED and FORCED. Returns the count at that moment.
+    /// Sets TRIGGERED (and ANNOUNCED). Returns `true` if this call set TRIGGERED.
+    pub(crate) fn trigger(&self) -> bool {
+        self.transition(TRIGGERED | ANNOUNCED) & TRIGGERED == 0
+    }
+
+    /// Sets TRIGGERED, ANNOUNCED and FORCED. Returns the count at that moment.
     pub(crate) fn force(&self) -> usize {
-        let bits = TRIGGERED | FORCED;
+        let bits = TRIGGERED | ANNOUNCED | FORCED;
         let prev = {
-            // Only the bit flip and the record happen under the lock: no waker runs
-            // while it is held.
+            // Only the bit flip and the snapshot happen under the lock: no waker runs
+            // while it is held. Lock order: `forced_at`, then `registry`.
             let mut forced_at = lock(&self.forced_at);
             let prev = self.state.fetch_or(bits, Ordering::AcqRel);
             if prev & FORCED == 0 {
-                *forced_at = Some(count(prev));
+                *forced_at = Some(lock(&self.registry).snapshot(count(prev)));
             }
             prev
         };
@@ -175,12 +192,24 @@ impl Inner {
         count(prev)
     }
 
+    /// What was running when the coordinator was forced, or `None` if it was not.
+    pub(crate) fn forced_report(&self) -> Option<Report> {
+        if self.state() & FORCED == 0 {
+            return None;
+        }
+        lock(&self.forced_at).clone()
+    }
+
     /// The count at the moment the coordinator was forced, or `None` if it was not.
     pub(crate) fn forced_at(&self) -> Option<usize> {
         if self.state() & FORCED == 0 {
             return None;
         }
-        *lock(&self.forced_at)
+        lock(&self.forced_at).as_ref().map(|r| r.remaining)
+    }
+
+    pub(crate) fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        f(&mut lock(&self.registry))
     }
 
     /// Sets `bits` (never FORCED: see [`force`](Inner::force)) and runs
@@ -199,6 +228,9 @@ impl Inner {
         if new == 0 {
             return;
         }
+        if new & ANNOUNCED != 0 {
+            self.announced.notify(usize::MAX);
+        }
         if new & TRIGGERED != 0 {
             self.triggered.notify(usize::MAX);
         }
@@ -212,8 +244,10 @@ impl Inner {
         for child in children {
             if bits & FORCED != 0 {
                 child.force();
-            } else {
+            } else if bits & TRIGGERED != 0 {
                 child.trigger();
+            } else {
+                child.announce();
             }
         }
         if new & TRIGGERED != 0 && count(prev) == 0 {
@@ -235,11 +269,12 @@ impl Inner {
         }
     }
 
-    pub(crate) fn listen(&self, phase: Phase) -> EventListener {
-        match phase {
-            Phase::Triggered => self.triggered.listen(),
-            Phase::Forced => self.forced.listen(),
-            Phase::Drained => self.drained.listen(),
+    pub(crate) fn listen(&self, latch: Latch) -> EventListener {
+        match latch {
+            Latch::Announced => self.announced.listen(),
+            Latch::Triggered => self.triggered.listen(),
+            Latch::Forced => self.forced.listen(),
+            Latch::Drained => self.drained.listen(),
         }
     }
 
@@ -256,7 +291,8 @@ impl Inner {
 
     #[cfg(test)]
     pub(crate) fn total_listeners(&self) -> usize {
-        self.triggered.total_listeners()
+        self.announced.total_listeners()
+            + self.triggered.total_listeners()
             + self.forced.total_listeners()
             + self.drained.total_listeners()
     }

@@ -83,6 +83,8 @@ mod guard;
 mod inner;
 mod log;
 mod outcome;
+mod phase;
+mod report;
 mod runtime;
 mod serve;
 mod shutdown;
@@ -99,8 +101,10 @@ pub mod smol;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
-pub use guard::Guard;
+pub use guard::{Guard, LabelledGuard};
 pub use outcome::{Cancelled, Outcome};
+pub use phase::Phase;
+pub use report::{Report, Straggler, WatcherKind};
 pub use runtime::{Listener, Runtime};
 pub use serve::{DEFAULT_DRAIN_DEADLINE, ServeError, Server};
 pub use shutdown::Shutdown;

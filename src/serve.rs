@@ -13,8 +13,8 @@ use futures_lite::future;
 use crate::accept::{AcceptError, Backoff, classify};
 use crate::log;
 use crate::runtime::{Listener, Runtime};
-use crate::signal::{SignalSource, handle_signals};
-use crate::{GracefulConnection, Outcome, Shutdown, Wait};
+use crate::signal::{SignalSource, signal_loop};
+use crate::{GracefulConnection, Outcome, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The default drain deadline: 30 seconds, Kubernetes' default grace period.
@@ -49,6 +49,7 @@ pub struct Server<R, L> {
     shutdown: Shutdown,
     max_connections: Option<usize>,
     drain_deadline: Duration,
+    drain_delay: Duration,
     signals: Option<SignalTask>,
 }
 
@@ -62,6 +63,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             shutdown: Shutdown::new(),
             max_connections: None,
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            drain_delay: Duration::ZERO,
             signals: None,
         }
     }
@@ -97,13 +99,27 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
-    /// Drives shutdown from `source` while serving: the first signal triggers the
-    /// drain, a second one forces it (see [`handle_signals`]).
+    /// Keeps accepting and serving for `delay` after shutdown is
+    /// [announced](Shutdown::announce) (by the first signal, or by the application),
+    /// then triggers the drain. Meanwhile [`Shutdown::is_ready`] is already `false`,
+    /// so a load balancer polling a readiness endpoint can deregister the instance
+    /// before the listener closes. Connections are not asked to close during the
+    /// delay. A [`Shutdown::trigger`] or a second signal ends the delay at once.
+    /// Defaults to zero: the drain starts at the announcement.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// Drives shutdown from `source` while serving: the first signal announces
+    /// shutdown (readiness turns `false`; the drain starts after the [drain
+    /// delay](Server::drain_delay)), a second one forces it at once (see
+    /// [`handle_signals`](crate::handle_signals) for the counting rules).
     pub fn signals<S: SignalSource>(mut self, source: S) -> Self {
         let shutdown = self.shutdown.clone();
-        self.signals = Some(Box::pin(
-            async move { handle_signals(&shutdown, source).await },
-        ));
+        self.signals = Some(Box::pin(async move {
+            signal_loop(&shutdown, source, Shutdown::announce).await
+        }));
         self
     }
 
@@ -137,6 +153,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             shutdown,
             max_connections,
             drain_deadline,
+            drain_delay,
             signals,
         } = self;
         if let Some(signals) = signals {
@@ -152,18 +169,28 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             });
         }
         let slots = max_connections.map(|max| Arc::new(Slots::new(max)));
-        let mut triggered = shutdown.triggered();
+        // Completes when accepting must stop: at the trigger, or `drain_delay` after
+        // the announcement (then it triggers).
+        let stop = async {
+            shutdown.announced().await;
+            if !drain_delay.is_zero() && !shutdown.is_triggered() {
+                log::info!("shutdown announced: serving for {drain_delay:?} more");
+                future::or(shutdown.triggered(), runtime.sleep(drain_delay)).await;
+            }
+            shutdown.trigger();
+        };
+        let mut stop = std::pin::pin!(stop);
         let mut backoff = Backoff::new();
         let mut rounds: u32 = 0;
         let result = loop {
             if let Some(slots) = &slots {
-                if !slots.wait_free(&mut triggered).await {
+                if !slots.wait_free(stop.as_mut()).await {
                     break Ok(());
                 }
             }
             let accepted = future::or(
                 async {
-                    (&mut triggered).await;
+                    stop.as_mut().await;
                     None
                 },
                 async { Some(listener.accept().await) },
@@ -173,7 +200,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
                 None => break Ok(()),
                 Some(Ok((io, addr))) => {
                     backoff.reset();
-                    let conn = shutdown.watch(handler(io, addr));
+                    let label = format!("{addr:?}");
+                    let conn = shutdown.watch_labelled(handler(io, addr), label);
                     let slot = slots.as_ref().map(|s| s.take());
                     runtime.spawn(async move {
                         let _ = conn.await;
@@ -185,9 +213,9 @@ impl<R: Runtime, L: Listener> Server<R, L> {
                     AcceptError::Resource => {
                         let delay = backoff.next_delay();
                         log::warning!("accept failed: {error}; retrying in {delay:?}");
-                        let stop = future::or(
+                        let stopped = future::or(
                             async {
-                                (&mut triggered).await;
+                                stop.as_mut().await;
                                 true
                             },
                             async {
@@ -195,7 +223,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
                                 false
                             },
                         );
-                        if stop.await {
+                        if stopped.await {
                             break Ok(());
                         }
                     }
@@ -218,7 +246,22 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             "stopped accepting; draining {} watchers",
             shutdown.watchers()
         );
-        let outcome = shutdown.drain_until(runtime.sleep(drain_deadline)).await;
+        let drain = shutdown.drain_until(runtime.sleep(drain_deadline));
+        #[cfg(feature = "tracing")]
+        let drain = future::or(drain, async {
+            // Progress while draining, once a second; ends with the drain.
+            for _ in 0..u64::MAX {
+                runtime.sleep(Duration::from_secs(1)).await;
+                log::info!("draining: {} still in flight", shutdown.watchers());
+            }
+            std::future::pending().await
+        });
+        let outcome = drain.await;
+        if let Some(report) = shutdown.forced_report() {
+            for straggler in &report.stragglers {
+                log::warning!("forced: {straggler}");
+            }
+        }
         log::info!("shutdown {outcome}");
         match result {
             Ok(()) => Ok(outcome),
@@ -233,6 +276,7 @@ impl<R, L> fmt::Debug for Server<R, L> {
             .field("shutdown", &self.shutdown)
             .field("max_connections", &self.max_connections)
             .field("drain_deadline", &self.drain_deadline)
+            .field("drain_delay", &self.drain_delay)
             .field("signals", &self.signals.is_some())
             .finish_non_exhaustive()
     }
@@ -284,8 +328,8 @@ impl Slots {
         self.active.load(Ordering::Acquire) < self.max
     }
 
-    /// Waits for a free slot. Returns `false` if the trigger came first.
-    async fn wait_free(&self, triggered: &mut Wait) -> bool {
+    /// Waits for a free slot. Returns `false` if `stop` completed first.
+    async fn wait_free(&self, mut stop: Pin<&mut impl Future<Output = ()>>) -> bool {
         // Bounded by the number of slot releases: each round consumes one.
         loop {
             if self.has_free() {
@@ -299,11 +343,11 @@ impl Slots {
                 listener.await;
                 true
             };
-            let stop = async {
-                (&mut *triggered).await;
+            let stopped = async {
+                stop.as_mut().await;
                 false
             };
-            if !future::or(stop, freed).await {
+            if !future::or(stopped, freed).await {
                 return false;
             }
         }

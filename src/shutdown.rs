@@ -4,8 +4,10 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::guard::Guard;
-use crate::inner::{FORCED, Inner, Phase, TRIGGERED, count, is_drained};
+use crate::guard::{Guard, LabelledGuard};
+use crate::inner::{ANNOUNCED, FORCED, Inner, Latch, TRIGGERED, count, is_drained};
+use crate::phase::Phase;
+use crate::report::{Registration, Report, WatcherKind};
 use crate::until::Until;
 use crate::wait::Wait;
 use crate::watch::{GracefulConnection, Tracked, Watched};
@@ -61,6 +63,17 @@ impl Shutdown {
         }
     }
 
+    /// Announces a coming shutdown without starting it: [`is_ready`](Shutdown::is_ready)
+    /// turns `false` and [`announced`](Shutdown::announced) resolves, and nothing else
+    /// changes. Returns `true` if this call was the first to announce it. Child scopes
+    /// are announced too. [`trigger`](Shutdown::trigger) implies it.
+    ///
+    /// A [`Server`](crate::Server) with a [drain delay](crate::Server::drain_delay)
+    /// keeps serving for that delay after the announcement, then triggers.
+    pub fn announce(&self) -> bool {
+        self.inner.announce()
+    }
+
     /// Triggers shutdown. Returns `true` if this call was the first to trigger it.
     ///
     /// Wakes every waiter of [`triggered`](Shutdown::triggered), asks every watched
@@ -81,6 +94,23 @@ impl Shutdown {
             0 => Outcome::Drained,
             remaining => Outcome::Forced { remaining },
         }
+    }
+
+    /// Readiness, for a health endpoint: `true` until shutdown is announced or
+    /// triggered, `false` ever after.
+    pub fn is_ready(&self) -> bool {
+        self.inner.state() & ANNOUNCED == 0
+    }
+
+    /// The current [`Phase`].
+    pub fn phase(&self) -> Phase {
+        Phase::of(self.inner.state())
+    }
+
+    /// What was still running when the coordinator was forced: the count and every
+    /// labelled watcher with its age. `None` if it was not forced.
+    pub fn forced_report(&self) -> Option<Report> {
+        self.inner.forced_report()
     }
 
     /// `true` once the coordinator was triggered.
@@ -105,14 +135,19 @@ impl Shutdown {
         count(self.inner.state())
     }
 
+    /// Resolves once shutdown is announced or triggered (at once if it already is).
+    pub fn announced(&self) -> Wait {
+        Wait::new(self.inner.clone(), Latch::Announced)
+    }
+
     /// Resolves once the coordinator is triggered (at once if it already is).
     pub fn triggered(&self) -> Wait {
-        Wait::new(self.inner.clone(), Phase::Triggered)
+        Wait::new(self.inner.clone(), Latch::Triggered)
     }
 
     /// Resolves once the coordinator is forced (at once if it already is).
     pub fn forced(&self) -> Wait {
-        Wait::new(self.inner.clone(), Phase::Forced)
+        Wait::new(self.inner.clone(), Latch::Forced)
     }
 
     /// Resolves once the coordinator is triggered and has no watchers (at once if
@@ -120,7 +155,7 @@ impl Shutdown {
     /// a leaked guard keeps it pending. Use [`drain_until`](Shutdown::drain_until)
     /// to bound the wait.
     pub fn drained(&self) -> Wait {
-        Wait::new(self.inner.clone(), Phase::Drained)
+        Wait::new(self.inner.clone(), Latch::Drained)
     }
 
     /// Takes a [`Guard`]: one unit of in-flight work that the drain waits for.
@@ -135,6 +170,55 @@ impl Shutdown {
         })
     }
 
+    /// Like [`guard`](Shutdown::guard), and the guard is listed under `label` in the
+    /// [`forced_report`](Shutdown::forced_report) if it outlives the deadline.
+    pub fn labelled_guard(&self, label: impl Into<String>) -> Result<LabelledGuard, Cancelled> {
+        let guard = self.guard()?;
+        let registration = Registration::new(self.inner.clone(), WatcherKind::Guard, label.into());
+        Ok(LabelledGuard {
+            _registration: registration,
+            guard,
+        })
+    }
+
+    /// Like [`watch`](Shutdown::watch), and the connection is listed under `label` in
+    /// the [`forced_report`](Shutdown::forced_report) if it is forced.
+    pub fn watch_labelled<C: GracefulConnection>(
+        &self,
+        conn: C,
+        label: impl Into<String>,
+    ) -> Watched<C> {
+        self.watch_as(conn, Some((WatcherKind::Connection, label.into())))
+    }
+
+    /// Like [`track`](Shutdown::track), and the future is listed under `label` in the
+    /// [`forced_report`](Shutdown::forced_report) if it is forced.
+    pub fn track_labelled<F: Future>(
+        &self,
+        future: F,
+        label: impl Into<String>,
+    ) -> Watched<Tracked<F>> {
+        self.watch_as(
+            Tracked::new(future),
+            Some((WatcherKind::Task, label.into())),
+        )
+    }
+
+    fn watch_as<C: GracefulConnection>(
+        &self,
+        conn: C,
+        label: Option<(WatcherKind, String)>,
+    ) -> Watched<C> {
+        let guard = self.guard();
+        let registration = match (&guard, label) {
+            (Ok(_), Some((kind, label))) => {
+                Some(Registration::new(self.inner.clone(), kind, label))
+            }
+            _ => None,
+        };
+        Watched::new(conn, guard, registration)
+    }
+
     /// Runs `conn` as a watched connection; see [`Watched`] for exactly when it
     /// resolves.
     ///
@@ -142,7 +226,7 @@ impl Shutdown {
     /// completes or is dropped. Graceful shutdown is requested exactly once, on the
     /// first poll after the trigger. If the drain is forced, `conn` is dropped.
     pub fn watch<C: GracefulConnection>(&self, conn: C) -> Watched<C> {
-        Watched::new(conn, self.guard())
+        self.watch_as(conn, None)
     }
 
     /// Runs `future` as tracked work: like [`watch`](Shutdown::watch) for a future
@@ -242,8 +326,7 @@ impl Drop for Shutdown {
 impl fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shutdown")
-            .field("triggered", &self.is_triggered())
-            .field("forced", &self.is_forced())
+            .field("phase", &self.phase())
             .field("watchers", &self.watchers())
             .finish()
     }

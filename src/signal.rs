@@ -40,12 +40,22 @@ pub trait SignalSource: Send + 'static {
 /// drain triggers nothing new and the next one forces. Two deliveries of the same
 /// signal that arrive before the first is observed may count as one (runtimes
 /// coalesce pending signals).
-pub async fn handle_signals<S: SignalSource>(shutdown: &Shutdown, mut source: S) -> io::Result<()> {
-    let first = source.recv().await?;
-    crate::log::info!("received {first:?}: shutting down gracefully");
-    shutdown.trigger();
-    let second = source.recv().await?;
-    crate::log::warning!("received {second:?} while draining: forcing shutdown");
+pub async fn handle_signals<S: SignalSource>(shutdown: &Shutdown, source: S) -> io::Result<()> {
+    signal_loop(shutdown, source, Shutdown::trigger).await
+}
+
+/// The first signal runs `first` (trigger, or announce for a drain delay); the
+/// second forces.
+pub(crate) async fn signal_loop<S: SignalSource>(
+    shutdown: &Shutdown,
+    mut source: S,
+    first: fn(&Shutdown) -> bool,
+) -> io::Result<()> {
+    let signal = source.recv().await?;
+    crate::log::info!("received {signal:?}: shutting down gracefully");
+    first(shutdown);
+    let signal = source.recv().await?;
+    crate::log::warning!("received {signal:?} while shutting down: forcing shutdown");
     shutdown.force();
     Ok(())
 }

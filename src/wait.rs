@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use crate::event::EventListener;
 
-use crate::inner::{Inner, Phase};
+use crate::inner::{Inner, Latch};
 
 /// A future that resolves once its coordinator reaches a phase: triggered, forced
 /// or drained. Returned by [`Shutdown::triggered`](crate::Shutdown::triggered),
@@ -23,12 +23,12 @@ use crate::inner::{Inner, Phase};
 #[must_use = "futures do nothing unless polled"]
 pub struct Wait {
     inner: Arc<Inner>,
-    phase: Phase,
+    phase: Latch,
     listener: Option<EventListener>,
 }
 
 impl Wait {
-    pub(crate) fn new(inner: Arc<Inner>, phase: Phase) -> Wait {
+    pub(crate) fn new(inner: Arc<Inner>, phase: Latch) -> Wait {
         Wait {
             inner,
             phase,

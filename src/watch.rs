@@ -10,7 +10,8 @@ use pin_project_lite::pin_project;
 
 use crate::Cancelled;
 use crate::guard::Guard;
-use crate::inner::{FORCED, Phase, TRIGGERED};
+use crate::inner::{FORCED, Latch, TRIGGERED};
+use crate::report::Registration;
 
 /// A future, typically a connection, that can be asked to finish gracefully.
 ///
@@ -83,6 +84,8 @@ pin_project! {
         // Declared before `guard`: the connection is dropped first.
         #[pin]
         conn: Option<C>,
+        // Removed from the registry after the connection is gone, before the count.
+        registration: Option<Registration>,
         guard: Result<Guard, Cancelled>,
         listener: Option<EventListener>,
         asked_graceful: bool,
@@ -90,9 +93,14 @@ pin_project! {
 }
 
 impl<C> Watched<C> {
-    pub(crate) fn new(conn: C, guard: Result<Guard, Cancelled>) -> Self {
+    pub(crate) fn new(
+        conn: C,
+        guard: Result<Guard, Cancelled>,
+        registration: Option<Registration>,
+    ) -> Self {
         Watched {
             conn: Some(conn),
+            registration,
             guard,
             listener: None,
             asked_graceful: false,
@@ -125,7 +133,12 @@ impl<C: GracefulConnection> Future for Watched<C> {
         loop {
             let state = inner.state();
             if state & FORCED != 0 {
-                return Poll::Ready(Err(finish(this.conn, this.guard, this.listener)));
+                return Poll::Ready(Err(finish(
+                    this.conn,
+                    this.registration,
+                    this.guard,
+                    this.listener,
+                )));
             }
             if state & TRIGGERED != 0 && !*this.asked_graceful {
                 *this.asked_graceful = true;
@@ -143,14 +156,14 @@ impl<C: GracefulConnection> Future for Watched<C> {
                     None => panic!("`Watched` polled after completion"),
                 };
                 if let Poll::Ready(out) = conn.poll(cx) {
-                    finish(this.conn, this.guard, this.listener);
+                    finish(this.conn, this.registration, this.guard, this.listener);
                     return Poll::Ready(Ok(out));
                 }
             }
             let phase = if *this.asked_graceful {
-                Phase::Forced
+                Latch::Forced
             } else {
-                Phase::Triggered
+                Latch::Triggered
             };
             match this.listener {
                 None => *this.listener = Some(inner.listen(phase)),
@@ -169,10 +182,12 @@ impl<C: GracefulConnection> Future for Watched<C> {
 /// needs it.
 fn finish<C>(
     mut conn: Pin<&mut Option<C>>,
+    registration: &mut Option<Registration>,
     guard: &mut Result<Guard, Cancelled>,
     listener: &mut Option<EventListener>,
 ) -> Cancelled {
     conn.set(None);
+    *registration = None;
     *listener = None;
     *guard = Err(Cancelled::Forced);
     Cancelled::Forced
