@@ -113,11 +113,13 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     lines: mpsc::Receiver<String>,
+    /// Everything the child printed after it started listening, once it exited.
+    output: Vec<String>,
 }
 
 impl Server {
     fn start(runtime: &str, deadline: Duration) -> Server {
-        Server::start_with(runtime, deadline, None, |_| {})
+        Server::start_with(runtime, deadline, &[], None, |_| {})
     }
 
     /// Starts the child; `nofile` limits its descriptors (through the shell's
@@ -125,6 +127,7 @@ impl Server {
     fn start_with(
         runtime: &str,
         deadline: Duration,
+        env: &[(&str, &str)],
         nofile: Option<u32>,
         on_installed: impl FnOnce(u32),
     ) -> Server {
@@ -154,6 +157,7 @@ impl Server {
         let mut child = cmd
             .env("WIND_DOWN_E2E_RUNTIME", runtime)
             .env("WIND_DOWN_DEADLINE_MS", deadline.as_millis().to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -187,7 +191,12 @@ impl Server {
                 break "127.0.0.1:0".parse().unwrap();
             }
         };
-        Server { child, addr, lines }
+        Server {
+            child,
+            addr,
+            lines,
+            output: Vec::new(),
+        }
     }
 
     fn signal(&self, name: &str) {
@@ -210,6 +219,7 @@ impl Server {
             if let Some(at) = line.find("outcome: ") {
                 outcome = line[at..].to_string();
             }
+            self.output.push(line);
         }
         (status, outcome)
     }
@@ -388,6 +398,7 @@ per_runtime!(
     sigint_drains_too,
     emfile_neither_spins_nor_starves,
     no_signal_source_installs_no_handler,
+    drain_delay_serves_while_readiness_says_draining,
 );
 
 // ---------------------------------------------------------------------------
@@ -559,6 +570,25 @@ fn misbehaving_peers_are_cut_at_the_deadline(runtime: &str) {
     // The silent peer may be closed gracefully (hyper-util cancels its version
     // detection); the four others cannot finish on their own.
     assert!((4..=5).contains(&remaining), "remaining={remaining}");
+    // The forced report names each stuck connection by its peer address.
+    let report: Vec<&String> = server
+        .output
+        .iter()
+        .filter(|l| l.starts_with("still running: connection "))
+        .collect();
+    assert_eq!(report.len(), remaining, "{report:?}");
+    for (name, s) in [
+        ("half header", &half),
+        ("h2 preface", &preface),
+        ("h2 no pong", &no_pong),
+        ("endless stream", &stream),
+    ] {
+        let peer = s.local_addr().unwrap().to_string();
+        assert!(
+            report.iter().any(|l| l.contains(&format!(" {peer} for "))),
+            "{name} peer {peer} missing from the forced report: {report:?}"
+        );
+    }
     for (name, s) in [
         ("silent", &mut silent),
         ("half header", &mut half),
@@ -596,7 +626,7 @@ fn second_signal_forces_exit(runtime: &str) {
 
 /// SIGTERM as soon as the handlers are installed, before the listener even exists.
 fn signal_right_after_start_is_handled(runtime: &str) {
-    let mut server = Server::start_with(runtime, Duration::from_secs(10), None, |pid| {
+    let mut server = Server::start_with(runtime, Duration::from_secs(10), &[], None, |pid| {
         signal(pid, "TERM")
     });
     server.expect_drained();
@@ -638,7 +668,8 @@ fn emfile_neither_spins_nor_starves(runtime: &str) {
         return;
     }
     const NOFILE: u32 = 64;
-    let mut server = Server::start_with(runtime, Duration::from_secs(10), Some(NOFILE), |_| {});
+    let mut server =
+        Server::start_with(runtime, Duration::from_secs(10), &[], Some(NOFILE), |_| {});
     let addr = server.addr;
     let request = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
     let read_hello = |s: &mut TcpStream, stage: &str| {
@@ -728,4 +759,62 @@ fn no_signal_source_installs_no_handler(runtime: &str) {
         Some(2),
         "expected death by SIGINT, got {status:?}"
     );
+}
+
+/// One request on a new connection; returns (status line, whole response).
+fn request(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let response = String::from_utf8(read_to_close(&mut s)).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_string();
+    (status, response)
+}
+
+/// With a drain delay: after the signal, readiness reports draining while new
+/// connections are still served (keep-alive intact); after the delay, new
+/// connections are refused and the server drains.
+fn drain_delay_serves_while_readiness_says_draining(runtime: &str) {
+    let mut server = Server::start_with(
+        runtime,
+        Duration::from_secs(30),
+        &[("WIND_DOWN_DRAIN_DELAY_MS", "2000")],
+        None,
+        |_| {},
+    );
+    let addr = server.addr;
+    assert_eq!(request(addr, "/ready").0, "HTTP/1.1 200 OK");
+    let mut keep_alive = TcpStream::connect(addr).unwrap();
+    server.signal("TERM");
+
+    // Readiness flips; the listener is still open, or this would not be answered.
+    let start = Instant::now();
+    loop {
+        let (status, _) = request(addr, "/ready");
+        if status == "HTTP/1.1 503 Service Unavailable" {
+            break;
+        }
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(start.elapsed() < HANG, "readiness never reported draining");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // During the delay, connections are not asked to close.
+    keep_alive
+        .write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = keep_alive.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+    assert!(
+        !head.contains("connection: close"),
+        "closed during the delay: {head}"
+    );
+
+    // After the delay: refused, and the idle keep-alive connection is closed.
+    wait_refused(addr);
+    let _ = read_to_close(&mut keep_alive);
+    server.expect_drained();
 }

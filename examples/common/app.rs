@@ -7,6 +7,8 @@
 // - `GET /stream`    -> a streaming body that sends one chunk and never ends
 // - `GET /stats`     -> "watchers=<n> slow=<n>": the server's live watchers (when
 //                       known) and the `/slow` requests now waiting
+// - `GET /ready`     -> 200 "ready" while serving normally, 503 "draining" once
+//                       shutdown is announced (during the drain delay and after)
 // - anything else    -> 404
 
 #![allow(dead_code)]
@@ -111,6 +113,14 @@ fn text(status: StatusCode, body: String) -> Response<AppBody> {
 
 async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response<AppBody> {
     let path = req.uri().path();
+    if path == "/ready" {
+        return match &app.shutdown {
+            Some(shutdown) if !shutdown.is_ready() => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+            }
+            _ => text(StatusCode::OK, "ready\n".into()),
+        };
+    }
     if path == "/stats" {
         let watchers = app.shutdown.as_ref().map_or(0, Shutdown::watchers);
         let slow = app.slow.load(Ordering::SeqCst);
@@ -145,6 +155,16 @@ pub fn deadline_from_env() -> Duration {
         .unwrap_or(Duration::from_secs(10))
 }
 
+/// How long to keep serving after the first signal while `/ready` says draining:
+/// `WIND_DOWN_DRAIN_DELAY_MS`, or no delay.
+pub fn drain_delay_from_env() -> Duration {
+    std::env::var("WIND_DOWN_DRAIN_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::ZERO)
+}
+
 /// The address to bind: `WIND_DOWN_ADDR`, or 127.0.0.1:3000.
 pub fn addr_from_env() -> String {
     std::env::var("WIND_DOWN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into())
@@ -152,7 +172,8 @@ pub fn addr_from_env() -> String {
 
 /// Serves the app until a signal, drains with `deadline`, and returns the outcome.
 /// Prints `listening on <addr>` once the listener and the signal handlers are in
-/// place, and `outcome: ...` at the end.
+/// place; at the end, one `still running: ...` line per forced straggler (with
+/// its peer address and age) and `outcome: ...`.
 pub async fn run<R, L, S>(runtime: R, listener: L, signals: S, deadline: Duration) -> Outcome
 where
     R: HyperRuntime,
@@ -164,12 +185,14 @@ where
 {
     let server = Server::new(runtime.clone(), listener)
         .drain_deadline(deadline)
+        .drain_delay(drain_delay_from_env())
         .signals(signals);
+    let shutdown = server.shutdown();
     println!(
         "listening on {}",
         server.local_addr().expect("local address")
     );
-    let app = App::new(runtime).with_shutdown(server.shutdown());
+    let app = App::new(runtime).with_shutdown(shutdown.clone());
     let outcome = match server.serve_http(app).await {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -177,6 +200,11 @@ where
             e.outcome
         }
     };
+    if let Some(report) = shutdown.forced_report() {
+        for straggler in &report.stragglers {
+            println!("still running: {straggler}");
+        }
+    }
     match outcome {
         Outcome::Drained => println!("outcome: drained"),
         Outcome::Forced { remaining } => println!("outcome: forced remaining={remaining}"),
