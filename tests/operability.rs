@@ -1,0 +1,130 @@
+//! Phases, readiness, announce, labelled watchers and the forced report, on the
+//! runtime-free core (`futures_lite::future::block_on`).
+
+use std::time::Duration;
+
+use futures_lite::future::{self, block_on};
+use wind_down::{Cancelled, GracefulConnection, Outcome, Phase, Shutdown, WatcherKind};
+
+/// A connection that ignores graceful shutdown and never finishes.
+struct Stuck;
+
+impl std::future::Future for Stuck {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Pending
+    }
+}
+
+impl GracefulConnection for Stuck {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {}
+}
+
+#[test]
+fn phases_move_forward_through_announce_trigger_force_done() {
+    let shutdown = Shutdown::new();
+    assert_eq!(shutdown.phase(), Phase::Running);
+    assert!(shutdown.is_ready());
+    let guard = shutdown.guard().unwrap();
+
+    assert!(shutdown.announce());
+    assert!(!shutdown.announce(), "announce is idempotent");
+    assert_eq!(shutdown.phase(), Phase::Announced);
+    assert!(!shutdown.is_ready());
+    assert!(!shutdown.is_triggered(), "announce does not trigger");
+    // Work is still admitted while announced.
+    let more = shutdown.guard().expect("announced, not draining");
+    drop(more);
+
+    shutdown.trigger();
+    assert_eq!(shutdown.phase(), Phase::Draining);
+    shutdown.force();
+    assert_eq!(shutdown.phase(), Phase::Forced);
+    drop(guard);
+    assert_eq!(shutdown.phase(), Phase::Done);
+    assert!(!shutdown.is_ready());
+}
+
+#[test]
+fn trigger_alone_flips_readiness_and_resolves_announced() {
+    let shutdown = Shutdown::new();
+    let mut announced = shutdown.announced();
+    assert!(block_on(future::poll_once(&mut announced)).is_none());
+    shutdown.trigger();
+    assert!(!shutdown.is_ready());
+    assert!(block_on(future::poll_once(&mut announced)).is_some());
+    assert_eq!(
+        shutdown.phase(),
+        Phase::Done,
+        "no watchers: drained at once"
+    );
+}
+
+#[test]
+fn announce_reaches_child_scopes() {
+    let parent = Shutdown::new();
+    let child = parent.child();
+    parent.announce();
+    assert!(!child.is_ready());
+    assert!(!child.is_triggered());
+    let late = parent.child();
+    assert_eq!(late.phase(), Phase::Announced);
+}
+
+#[test]
+fn forced_report_names_labelled_watchers_still_running() {
+    let shutdown = Shutdown::new();
+    let _plain = shutdown.guard().unwrap();
+    let labelled = shutdown.labelled_guard("cache flush").unwrap();
+    let finished = shutdown.labelled_guard("done early").unwrap();
+    let stuck_conn = shutdown.watch_labelled(Stuck, "127.0.0.1:4000");
+    let stuck_task = shutdown.track_labelled(std::future::pending::<()>(), "reindex");
+    drop(finished);
+    std::thread::sleep(Duration::from_millis(5));
+    shutdown.trigger();
+    assert!(shutdown.forced_report().is_none(), "not forced yet");
+
+    let outcome = block_on(shutdown.drain_until(future::ready(())));
+    assert_eq!(outcome, Outcome::Forced { remaining: 4 });
+    let report = shutdown.forced_report().expect("forced");
+    assert_eq!(report.remaining, 4);
+    assert_eq!(report.unlabelled(), 1, "the plain guard");
+    let mut named: Vec<(WatcherKind, &str)> = report
+        .stragglers
+        .iter()
+        .map(|s| (s.kind, s.label.as_str()))
+        .collect();
+    named.sort_by_key(|(_, label)| label.to_string());
+    assert_eq!(
+        named,
+        [
+            (WatcherKind::Connection, "127.0.0.1:4000"),
+            (WatcherKind::Guard, "cache flush"),
+            (WatcherKind::Task, "reindex"),
+        ]
+    );
+    assert!(
+        report
+            .stragglers
+            .iter()
+            .all(|s| s.age >= Duration::from_millis(5))
+    );
+    assert!(report.to_string().contains("guard cache flush for"));
+
+    // Forced ones end with Forced and leave the registry; the report stays as taken.
+    assert_eq!(block_on(stuck_conn), Err(Cancelled::Forced));
+    assert_eq!(block_on(stuck_task), Err(Cancelled::Forced));
+    drop(labelled);
+    assert_eq!(shutdown.forced_report().unwrap(), report);
+}
+
+#[test]
+fn a_report_lists_nothing_once_labelled_watchers_are_gone() {
+    let shutdown = Shutdown::new();
+    drop(shutdown.labelled_guard("short").unwrap());
+    let _left = shutdown.guard().unwrap();
+    shutdown.force();
+    let report = shutdown.forced_report().unwrap();
+    assert_eq!(report.remaining, 1);
+    assert!(report.stragglers.is_empty());
+}
