@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# loom models and miri for the runtime-free core. Called by .ci/run.
+# Loom models and miri for the runtime-free core. Called by .ci/run; also runs on
+# its own from any directory. Each tool builds in its own target directory under
+# target/, so it never contends for the default one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== loom (LOOM_MAX_PREEMPTIONS=2)"
-RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 LOOM_MAX_BRANCHES=10000 \
-  CARGO_TARGET_DIR=target/loom cargo test --release --test loom_models
+RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+  cargo test --release --test loom --test loom_models
 
-echo "== miri"
+echo "== miri (core: unit tests, invariants on the blocking executor, stress)"
 rustup +nightly component add miri rust-src
-MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" \
-  CARGO_TARGET_DIR=target/miri cargo +nightly miri test --lib --test invariants --test stress
+MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" CARGO_TARGET_DIR=target/miri \
+  cargo +nightly miri test --test invariants --test stress --lib

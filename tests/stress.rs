@@ -690,15 +690,18 @@ fn check(m: &Model, r: &Real) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Longest operation sequence; miri interprets proptest's machinery slowly.
+const MAX_OPS: usize = if cfg!(miri) { 40 } else { 80 };
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if cfg!(miri) { 4 } else { 512 },
+        cases: if cfg!(miri) { 2 } else { 512 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
     #[test]
-    fn state_machine(ops in prop::collection::vec(op(), 1..80)) {
+    fn state_machine(ops in prop::collection::vec(op(), 1..MAX_OPS)) {
         let mut m = Model::default();
         let mut r = Real {
             root: Shutdown::new(),
