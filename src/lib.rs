@@ -15,6 +15,13 @@
 //!   force-closes what is left: no timer or abort handle needed.
 //! - [`Shutdown::child`] makes a scope that is triggered with its parent and that
 //!   its parent waits for.
+//! - [`Shutdown::announce`], [`Shutdown::is_ready`] and [`Shutdown::phase`] expose
+//!   the lifecycle to health endpoints; [`Shutdown::forced_report`] names what a
+//!   forced drain cut short.
+//! - [`Server`] is the accept loop for every [`Runtime`]: connection limit, accept
+//!   error back-off, drain delay, drain deadline, and signals through a
+//!   [`SignalSource`] (the `tokio` and `smol` features supply them, and `hyper`
+//!   serves hyper and tower services).
 //!
 //! ```
 //! use std::time::Duration;
@@ -44,7 +51,8 @@
 //!
 //! 1. **Monotonic phases.** Triggered, forced and drained are each reached at most
 //!    once and never left. Forced implies triggered. [`Shutdown::trigger`] returns
-//!    `true` to exactly one caller.
+//!    `true` to at most one caller: exactly one, unless a [`Shutdown::force`] set
+//!    the trigger first.
 //! 2. **Drained means done.** [`Shutdown::drained`] resolves only when the
 //!    coordinator is triggered and its count is zero, and then no watcher can be
 //!    added any more: [`Shutdown::guard`] and [`Shutdown::watch`] refuse with
@@ -73,7 +81,8 @@
 //! 9. **Scopes nest.** A child is triggered and forced with its parent, and its
 //!    parent drains only after it.
 //! 10. **Cheap guards.** A [`Guard`] is one pointer; acquiring and releasing one
-//!     allocates nothing and takes no lock.
+//!     allocates nothing and takes no lock. The one release that drains the
+//!     coordinator also wakes drain waiters, which may allocate once.
 
 #![warn(missing_docs)]
 

@@ -99,7 +99,7 @@ impl Registry {
                 age: now.saturating_duration_since(*since),
             })
             .collect();
-        stragglers.sort_by(|a, b| b.age.cmp(&a.age));
+        stragglers.sort_by_key(|s| std::cmp::Reverse(s.age));
         Report {
             remaining,
             stragglers,
