@@ -1,0 +1,221 @@
+//! Measurements 1 and 2: acquiring and releasing one in-flight token ("guard").
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use crate::report::{Group, Report};
+use crate::{Config, sys};
+
+type Loop = Arc<dyn Fn(u64) + Send + Sync>;
+
+struct Case {
+    name: &'static str,
+    run: Loop,
+}
+
+/// One loop per library: `n` times, take the library's in-flight token and drop it.
+/// The coordinators are created once and live in the closures.
+fn cases(rt: &tokio::runtime::Runtime) -> Vec<Case> {
+    let _enter = rt.enter(); // tokio-graceful spawns its signal task on creation
+    let mut cases = Vec::new();
+
+    let bare = Arc::new(AtomicUsize::new(0));
+    cases.push(Case {
+        name: "baseline: Arc<AtomicUsize> fetch_add + fetch_sub",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                let c = black_box(&bare);
+                c.fetch_add(1, Ordering::Relaxed);
+                c.fetch_sub(1, Ordering::AcqRel);
+            }
+        }),
+    });
+
+    let shutdown = wind_down::Shutdown::new();
+    cases.push(Case {
+        name: "wind-down Shutdown::guard()",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(shutdown.guard().expect("not drained")));
+            }
+        }),
+    });
+
+    let shutdown = wind_down::Shutdown::new();
+    let held = shutdown.guard().expect("not drained");
+    cases.push(Case {
+        name: "wind-down Guard::clone()",
+        run: Arc::new(move |n| {
+            let _keep = &shutdown;
+            for _ in 0..n {
+                drop(black_box(held.clone()));
+            }
+        }),
+    });
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    cases.push(Case {
+        name: "hyper-util GracefulShutdown::watcher()",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(graceful.watcher()));
+            }
+        }),
+    });
+
+    let tg = tokio_graceful::Shutdown::new(std::future::pending::<()>());
+    cases.push(Case {
+        name: "tokio-graceful Shutdown::guard()",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(tg.guard()));
+            }
+        }),
+    });
+
+    let manager = async_shutdown::ShutdownManager::<()>::new();
+    cases.push(Case {
+        name: "async-shutdown delay_shutdown_token()",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(manager.delay_shutdown_token().expect("running")));
+            }
+        }),
+    });
+
+    let swansong = swansong::Swansong::new();
+    cases.push(Case {
+        name: "swansong Swansong::guard()",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(swansong.guard()));
+            }
+        }),
+    });
+
+    let tracker = tokio_util::task::TaskTracker::new();
+    cases.push(Case {
+        name: "tokio-util TaskTracker::token()",
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(tracker.token()));
+            }
+        }),
+    });
+    cases
+}
+
+fn ns_per_iter(elapsed: Duration, iters: u64) -> f64 {
+    elapsed.as_nanos() as f64 / iters as f64
+}
+
+/// Measurement 1: one thread, uncontended.
+pub fn single_thread(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Report) {
+    let iters = cfg.scaled(2_000_000);
+    let cases = cases(rt);
+    let mut group = Group::new(
+        "1",
+        "guard acquire + release, 1 thread",
+        "ns per acquire+release",
+    );
+    for c in &cases {
+        group.row(c.name);
+        (c.run)(iters / 10); // warm-up: caches, lazily created shards
+    }
+    for round in 0..cfg.rounds {
+        // Rotate the order each round so that slow drift is spread over every case.
+        for k in 0..cases.len() {
+            let i = (k + round) % cases.len();
+            let start = Instant::now();
+            (cases[i].run)(iters);
+            group.rows[i]
+                .samples
+                .push(ns_per_iter(start.elapsed(), iters));
+        }
+    }
+    group.note(format!(
+        "{iters} pairs per round, {} rounds; the thread is not pinned",
+        cfg.rounds
+    ));
+    report.push(group);
+}
+
+/// Measurement 2: two threads on one coordinator, pinned to two different CPUs.
+pub fn two_threads(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Report) {
+    let iters = cfg.scaled(1_000_000);
+    let cpus = sys::allowed_cpus();
+    let cases = cases(rt);
+    let mut group = Group::new(
+        "2",
+        "guard acquire + release, 2 threads on one coordinator",
+        "ns per acquire+release per thread",
+    );
+    for c in &cases {
+        group.row(c.name);
+    }
+    let mut pin_errors = Vec::new();
+    for round in 0..cfg.rounds + 1 {
+        for k in 0..cases.len() {
+            let i = (k + round) % cases.len();
+            let (elapsed, errors) = contended(&cases[i].run, iters, &cpus);
+            pin_errors.extend(errors);
+            if round > 0 {
+                // round 0 is the warm-up
+                group.rows[i].samples.push(ns_per_iter(elapsed, iters));
+            }
+        }
+    }
+    group.note(format!(
+        "{iters} pairs per thread per round, {} rounds; time = the slower thread's",
+        cfg.rounds
+    ));
+    pin_errors.sort();
+    pin_errors.dedup();
+    if pin_errors.is_empty() && cpus.len() >= 2 {
+        group.note(format!(
+            "threads pinned to CPUs {} and {}",
+            cpus[0], cpus[1]
+        ));
+    } else {
+        group.note(format!(
+            "threads NOT pinned ({} CPUs allowed{}{})",
+            cpus.len(),
+            if pin_errors.is_empty() { "" } else { "; " },
+            pin_errors.join("; ")
+        ));
+    }
+    report.push(group);
+}
+
+/// Runs `run(iters)` on two threads at once, started together; returns the
+/// slower thread's time and any pinning failures.
+fn contended(run: &Loop, iters: u64, cpus: &[usize]) -> (Duration, Vec<String>) {
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = (0..2)
+        .map(|t| {
+            let run = run.clone();
+            let barrier = barrier.clone();
+            let cpu = cpus.get(t).copied();
+            std::thread::spawn(move || {
+                let pinned = match cpu {
+                    Some(cpu) => sys::pin_current_thread(cpu),
+                    None => Err("fewer than two CPUs available".into()),
+                };
+                barrier.wait();
+                let start = Instant::now();
+                run(iters);
+                (start.elapsed(), pinned.err())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    let mut errors = Vec::new();
+    for h in handles {
+        let (elapsed, err) = h.join().expect("bench thread panicked");
+        slowest = slowest.max(elapsed);
+        errors.extend(err);
+    }
+    (slowest, errors)
+}

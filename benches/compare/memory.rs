@@ -1,0 +1,251 @@
+//! Measurement 4: memory. Guard size, heap allocations per guard, and the per-task
+//! state of "wait until shutdown is triggered": the future's own size plus what it
+//! allocates on its first poll (counted with the counting global allocator).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::task::{Context, Waker};
+
+use crate::alloc;
+use crate::http::{NeverIo, idle_http1_conn};
+use crate::report::{Report, Table};
+
+const K: usize = 1000;
+
+/// Heap allocations per acquire+release, over `K` pairs after a warm-up pair.
+fn allocs_per_guard<G>(mut acquire: impl FnMut() -> G) -> f64 {
+    drop(acquire());
+    let before = alloc::snapshot();
+    for _ in 0..K {
+        drop(std::hint::black_box(acquire()));
+    }
+    before.since().allocs as f64 / K as f64
+}
+
+/// What one waiting task holds: `K` futures from `make`, each polled once (so that
+/// it registers its waker). Returns (the future's size, allocations per future on
+/// first poll, heap bytes still held per future after the first poll).
+fn wait_state<F: Future>(mut make: impl FnMut() -> F) -> (usize, f64, f64) {
+    let size = size_of_val(&make());
+    // A warm-up waiter: one-time lazy set-up in the library is not per task.
+    let mut warm = Box::pin(make());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(warm.as_mut().poll(&mut cx).is_pending());
+    let mut futs: Vec<Pin<Box<F>>> = (0..K).map(|_| Box::pin(make())).collect();
+    let before = alloc::snapshot();
+    for f in &mut futs {
+        assert!(f.as_mut().poll(&mut cx).is_pending(), "trigger not set yet");
+    }
+    let after = before.since();
+    drop(futs);
+    drop(warm);
+    (
+        size,
+        after.allocs as f64 / K as f64,
+        after.live as f64 / K as f64,
+    )
+}
+
+/// Like [`wait_state`] for the per-connection wrapper of a library that watches
+/// connections: the wrapper's size and first-poll cost minus the bare connection's.
+fn wrapper_state<C: Future, W: Future>(
+    mut conn: impl FnMut() -> C,
+    mut wrap: impl FnMut(C) -> W,
+) -> (isize, f64, f64) {
+    let (c_size, c_allocs, c_live) = wait_state(&mut conn);
+    let (w_size, w_allocs, w_live) = wait_state(|| wrap(conn()));
+    (
+        w_size as isize - c_size as isize,
+        w_allocs - c_allocs,
+        w_live - c_live,
+    )
+}
+
+fn f(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+pub fn memory(rt: &tokio::runtime::Runtime, report: &mut Report) {
+    let _enter = rt.enter(); // tokio-graceful spawns on creation
+    let mut rows = Vec::new();
+    let mut row = |lib: &str,
+                   guard: &str,
+                   guard_size: usize,
+                   guard_allocs: f64,
+                   wait: &str,
+                   (wait_size, wait_allocs, wait_live): (usize, f64, f64)| {
+        rows.push(vec![
+            lib.to_string(),
+            guard.to_string(),
+            guard_size.to_string(),
+            f(guard_allocs),
+            wait.to_string(),
+            wait_size.to_string(),
+            f(wait_allocs),
+            f(wait_live),
+            f(wait_size as f64 + wait_live),
+        ]);
+    };
+
+    let bare = Arc::new(AtomicUsize::new(0));
+    let notify = tokio::sync::Notify::new();
+    row(
+        "baseline",
+        "Arc<AtomicUsize> clone",
+        size_of::<Arc<AtomicUsize>>(),
+        allocs_per_guard(|| bare.clone()),
+        "tokio Notify::notified()",
+        wait_state(|| notify.notified()),
+    );
+
+    let s = wind_down::Shutdown::new();
+    row(
+        "wind-down",
+        "Guard",
+        size_of::<wind_down::Guard>(),
+        allocs_per_guard(|| s.guard().expect("not drained")),
+        "Shutdown::triggered() (Wait)",
+        wait_state(|| s.triggered()),
+    );
+
+    let g = hyper_util::server::graceful::GracefulShutdown::new();
+    row(
+        "hyper-util",
+        "Watcher",
+        size_of::<hyper_util::server::graceful::Watcher>(),
+        allocs_per_guard(|| g.watcher()),
+        "(none public; see the wrapper rows)",
+        (0, f64::NAN, f64::NAN),
+    );
+
+    let tg = tokio_graceful::Shutdown::new(std::future::pending::<()>());
+    let tg_guard = tg.guard();
+    row(
+        "tokio-graceful",
+        "ShutdownGuard",
+        size_of::<tokio_graceful::ShutdownGuard>(),
+        allocs_per_guard(|| tg.guard()),
+        "ShutdownGuard::cancelled()",
+        wait_state(|| tg_guard.cancelled()),
+    );
+
+    let m = async_shutdown::ShutdownManager::<()>::new();
+    row(
+        "async-shutdown",
+        "DelayShutdownToken",
+        size_of::<async_shutdown::DelayShutdownToken<()>>(),
+        allocs_per_guard(|| m.delay_shutdown_token().expect("running")),
+        "wait_shutdown_triggered()",
+        wait_state(|| m.wait_shutdown_triggered()),
+    );
+
+    let sw = swansong::Swansong::new();
+    row(
+        "swansong",
+        "Guard",
+        size_of::<swansong::Guard>(),
+        allocs_per_guard(|| sw.guard()),
+        "Swansong::shutting_down()",
+        wait_state(|| sw.shutting_down()),
+    );
+
+    let tracker = tokio_util::task::TaskTracker::new();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    row(
+        "tokio-util",
+        "TaskTrackerToken",
+        size_of::<tokio_util::task::task_tracker::TaskTrackerToken>(),
+        allocs_per_guard(|| tracker.token()),
+        "CancellationToken::cancelled_owned()",
+        wait_state(|| cancel.clone().cancelled_owned()),
+    );
+
+    // The per-connection wrappers of the two libraries that watch connections.
+    let (wd_size, wd_allocs, wd_live) = wrapper_state(|| idle_http1_conn(NeverIo), |c| s.watch(c));
+    let (hu_size, hu_allocs, hu_live) = wrapper_state(|| idle_http1_conn(NeverIo), |c| g.watch(c));
+    let wrapper_rows = [
+        (
+            "wind-down",
+            "Shutdown::watch(conn)",
+            wd_size,
+            wd_allocs,
+            wd_live,
+        ),
+        (
+            "hyper-util",
+            "GracefulShutdown::watch(conn)",
+            hu_size,
+            hu_allocs,
+            hu_live,
+        ),
+    ];
+    for (lib, what, size, allocs, live) in wrapper_rows {
+        rows.push(vec![
+            lib.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!("{what}, minus the conn"),
+            size.to_string(),
+            f(allocs),
+            f(live),
+            f(size as f64 + live),
+        ]);
+    }
+
+    let guard_ok = rows
+        .iter()
+        .find(|r| r[0] == "wind-down")
+        .map(|r| (r[2].clone(), r[3].clone(), r[8].clone()));
+    if let Some((size, allocs, total)) = guard_ok {
+        report.memory_targets.push(format!(
+            "wind-down: guard {size} bytes (target <= 8), {allocs} allocations per guard (target 0), wait state {total} bytes incl. heap (best peer target 40)"
+        ));
+    }
+    // Best peer per-task wait state (inline + heap), for the target summary.
+    let best_peer = rows
+        .iter()
+        .filter(|r| !matches!(r[0].as_str(), "baseline" | "wind-down") && r[1] != "-")
+        .filter_map(|r| r[8].parse::<f64>().ok().map(|v| (v, r[0].clone())))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((v, lib)) = best_peer {
+        report
+            .memory_targets
+            .push(format!("best peer wait state: {lib}, {v} bytes incl. heap"));
+    }
+
+    drop(tg_guard);
+    report.push_table(Table {
+        id: "4",
+        title: "memory: guard size, allocations per guard, per-task wait state".into(),
+        header: [
+            "library",
+            "guard type",
+            "guard B",
+            "allocs/guard",
+            "wait future",
+            "future B",
+            "allocs 1st poll",
+            "heap B after 1st poll",
+            "total B",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+        notes: vec![
+            format!(
+                "averages over {K} guards / {K} waiters on one coordinator, after one warm-up each; counts from a per-thread counting allocator"
+            ),
+            "total B = the future's size + the heap bytes it still holds after its first poll (amortised growth of a shared waiter list included)".into(),
+            "wrapper rows: size and first-poll cost of the library's per-connection wrapper minus those of the bare idle hyper HTTP/1 connection".into(),
+        ],
+    });
+}
