@@ -446,6 +446,76 @@ fn load_through_sigterm(runtime: &str) {
             h2s.push(h2(addr).await);
         }
 
+        // Steady load through the signal: HTTP/1 keep-alive loops and an HTTP/2
+        // connection opening streams, until the server closes them. Every response
+        // that arrives is complete and correct; a request the server never read
+        // fails (it was sent after the drain began).
+        let mut load = Vec::new();
+        for _ in 0..8 {
+            let mut send = h1(addr).await;
+            load.push(tokio::spawn(async move {
+                let (mut ok, mut closed_by_header) = (0usize, false);
+                for _ in 0..100_000 {
+                    match h1_get(&mut send, "/").await {
+                        Ok(got) => {
+                            assert_eq!(
+                                (got.status, got.body.as_str()),
+                                (StatusCode::OK, "hello\n")
+                            );
+                            ok += 1;
+                            if got.close {
+                                closed_by_header = true;
+                                break;
+                            }
+                        }
+                        // The server closed the connection while it was idle
+                        // between two requests (HTTP/1 has no GOAWAY).
+                        Err(e) => {
+                            assert!(
+                                e.is_incomplete_message() || e.is_closed() || e.is_canceled(),
+                                "{e:?}"
+                            );
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                (ok, closed_by_header)
+            }));
+        }
+        let h2_load = {
+            let send = h2(addr).await;
+            tokio::spawn(async move {
+                let mut ok = 0usize;
+                'rounds: for _ in 0..100_000 {
+                    let streams: Vec<_> = (0..8)
+                        .map(|_| tokio::spawn(h2_get(send.clone(), "/".into())))
+                        .collect();
+                    for stream in streams {
+                        match stream.await.unwrap() {
+                            Ok(got) => {
+                                assert_eq!(
+                                    (got.status, got.body.as_str()),
+                                    (StatusCode::OK, "hello\n")
+                                );
+                                ok += 1;
+                            }
+                            // GOAWAY: no new stream on this connection.
+                            Err(e) => {
+                                assert!(e.is_closed() || e.is_canceled(), "{e:?}");
+                                break 'rounds;
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                ok
+            })
+        };
+
+        // Let the load run for a while before the slow requests and the signal.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
         // In flight at the signal: one slow request per HTTP/1 connection and
         // H2_STREAMS slow streams per HTTP/2 connection.
         let path = format!("/slow/{IN_FLIGHT_MS}");
@@ -518,6 +588,24 @@ fn load_through_sigterm(runtime: &str) {
         }
         println!("{runtime}: {completed} in-flight requests completed through SIGTERM");
         assert_eq!(completed, H1_CONNS + H2_CONNS * H2_STREAMS);
+
+        // The load loops all ended because the server closed their connections.
+        let (mut h1_ok, mut with_close) = (0, 0);
+        for task in load {
+            let (ok, closed_by_header) = tokio::time::timeout(HANG, task).await.unwrap().unwrap();
+            assert!(
+                ok > 0,
+                "a load connection got no response before the signal"
+            );
+            h1_ok += ok;
+            with_close += usize::from(closed_by_header);
+        }
+        let h2_ok = tokio::time::timeout(HANG, h2_load).await.unwrap().unwrap();
+        assert!(h2_ok > 0);
+        println!(
+            "{runtime}: load: {h1_ok} HTTP/1 responses ({with_close} of 8 connections ended by \
+             `connection: close`), {h2_ok} HTTP/2 responses, all correct"
+        );
     });
     server.expect_drained();
 }
