@@ -109,6 +109,55 @@ impl Drop for BareToken {
     }
 }
 
+/// Not a library: [`Bare`] with `event-listener` (wind-down's notification
+/// primitive) in place of tokio's `Notify` for the trigger.
+#[derive(Default)]
+struct ElBare {
+    triggered: AtomicBool,
+    trigger: event_listener::Event,
+    count: AtomicUsize,
+    zero: Notify,
+}
+
+impl ElBare {
+    fn enter(self: &Arc<Self>) -> ElToken {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        ElToken(self.clone())
+    }
+
+    async fn triggered(&self) {
+        // Check, listen, re-check: the same protocol as wind-down's `Wait`.
+        while !self.triggered.load(Ordering::Acquire) {
+            let listener = self.trigger.listen();
+            if self.triggered.load(Ordering::Acquire) {
+                break;
+            }
+            listener.await;
+        }
+    }
+
+    async fn trigger_and_drain(&self) {
+        self.triggered.store(true, Ordering::Release);
+        self.trigger.notify(usize::MAX);
+        let zero = self.zero.notified();
+        if self.count.load(Ordering::Acquire) != 0 {
+            zero.await;
+        }
+    }
+}
+
+struct ElToken(Arc<ElBare>);
+
+impl Drop for ElToken {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.0.triggered.load(Ordering::Acquire)
+        {
+            self.0.zero.notify_one();
+        }
+    }
+}
+
 /// A connection that is idle until asked to close, then completes at once.
 struct IdleConn {
     asked: bool,
@@ -138,6 +187,7 @@ impl wind_down::GracefulConnection for IdleConn {
 #[derive(Clone, Copy)]
 enum Lib {
     Bare,
+    EventListener,
     WindDownWatch,
     WindDownGuard,
     TokioGraceful,
@@ -146,10 +196,14 @@ enum Lib {
     TokioUtil,
 }
 
-const PLAIN: [(Lib, &str); 7] = [
+const PLAIN: [(Lib, &str); 8] = [
     (
         Lib::Bare,
         "baseline: tokio Notify + atomic count (hand-rolled)",
+    ),
+    (
+        Lib::EventListener,
+        "reference: event-listener Event + atomic count (hand-rolled)",
     ),
     (Lib::WindDownWatch, "wind-down watch(conn)"),
     (Lib::WindDownGuard, "wind-down guard() + triggered()"),
@@ -177,6 +231,22 @@ async fn plain_round(lib: Lib, n: usize, case: &str) -> Duration {
                 probe.clone().spawn(async move {
                     bare.triggered().await;
                     probe.finished();
+                    drop(token);
+                });
+            }
+            probe.wait_ready(n).await;
+            let start = Instant::now();
+            bare.trigger_and_drain().await;
+            start.elapsed()
+        }
+        Lib::EventListener => {
+            let bare = Arc::new(ElBare::default());
+            for _ in 0..n {
+                let token = bare.enter();
+                let (bare, p) = (bare.clone(), probe.clone());
+                probe.spawn(async move {
+                    bare.triggered().await;
+                    p.finished();
                     drop(token);
                 });
             }

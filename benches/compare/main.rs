@@ -181,12 +181,7 @@ fn targets(report: &Report) -> String {
         };
         let ours = report::median(&row.samples);
         let our_iqr = report::relative_iqr(&row.samples);
-        let peers: Vec<_> = group
-            .rows
-            .iter()
-            .skip(1)
-            .filter(|r| !r.case.starts_with("wind-down") && !r.samples.is_empty())
-            .collect();
+        let peers: Vec<_> = group.rows.iter().skip(1).filter(|r| is_peer(r)).collect();
         // A difference smaller than the rounds' spread (interquartile range relative
         // to the median, the larger of the two rows') is called a tie.
         let close = |r: &report::Row| {
@@ -261,7 +256,15 @@ fn best_peer(group: &Group) -> Option<(String, f64)> {
         .rows
         .iter()
         .skip(1)
-        .filter(|r| !r.case.starts_with("wind-down") && !r.samples.is_empty())
+        .filter(|r| is_peer(r))
         .map(|r| (r.case.clone(), report::median(&r.samples) / base))
         .min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// A row of another library: not the baseline (skipped by the callers), not
+/// wind-down, not a design reference.
+fn is_peer(row: &report::Row) -> bool {
+    !row.case.starts_with("wind-down")
+        && !row.case.starts_with("reference")
+        && !row.samples.is_empty()
 }
