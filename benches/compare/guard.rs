@@ -160,20 +160,25 @@ pub fn single_thread(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Re
         (c.run)(iters / 10); // warm-up: caches, lazily created shards
     }
     let rounds = 2 * cfg.rounds; // cheap rounds: twice as many, for steadier medians
+    let mut disturbed = 0;
     for round in 0..rounds {
         // Rotate the order each round so that slow drift is spread over every case.
         for k in 0..cases.len() {
             let i = (k + round) % cases.len();
+            let cpu = sys::thread_cpu_time();
             let start = Instant::now();
             (cases[i].run)(iters);
-            group.rows[i]
-                .samples
-                .push(ns_per_iter(start.elapsed(), iters));
+            let elapsed = start.elapsed();
+            if had_cpu(cpu, elapsed) == Some(false) {
+                disturbed += 1;
+            }
+            group.rows[i].samples.push(ns_per_iter(elapsed, iters));
         }
     }
     group.note(format!(
         "{iters} pairs per round, {rounds} rounds; the thread is not pinned"
     ));
+    group.note(disturbance(disturbed, rounds * cases.len()));
     report.push(group);
 }
 
@@ -191,12 +196,16 @@ pub fn two_threads(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Repo
         group.row(c.name);
     }
     let mut pin_errors = Vec::new();
+    let mut disturbed = 0;
     let rounds = 2 * cfg.rounds; // cheap rounds: twice as many, for steadier medians
     for round in 0..rounds + 1 {
         for k in 0..cases.len() {
             let i = (k + round) % cases.len();
-            let (elapsed, errors) = contended(&cases[i].run, iters, &cpus);
+            let (elapsed, errors, undisturbed) = contended(&cases[i].run, iters, &cpus);
             pin_errors.extend(errors);
+            if round > 0 && !undisturbed {
+                disturbed += 1;
+            }
             if round > 0 {
                 // round 0 is the warm-up
                 group.rows[i].samples.push(ns_per_iter(elapsed, iters));
@@ -206,6 +215,7 @@ pub fn two_threads(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Repo
     group.note(format!(
         "{iters} pairs per thread per round, {rounds} rounds after one warm-up; time = the slower thread's"
     ));
+    group.note(disturbance(disturbed, rounds * cases.len()));
     pin_errors.sort();
     pin_errors.dedup();
     if pin_errors.is_empty() && cpus.len() >= 2 {
@@ -224,9 +234,23 @@ pub fn two_threads(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Repo
     report.push(group);
 }
 
+/// Whether the thread ran on a CPU for at least 90% of `wall` since `cpu_before`
+/// (`None` where thread CPU time is not available).
+fn had_cpu(cpu_before: Option<Duration>, wall: Duration) -> Option<bool> {
+    let used = sys::thread_cpu_time()?.checked_sub(cpu_before?)?;
+    Some(used.as_secs_f64() >= 0.9 * wall.as_secs_f64())
+}
+
+fn disturbance(disturbed: usize, total: usize) -> String {
+    format!(
+        "{disturbed} of {total} timed loops had a thread off its CPU for more than 10% of the loop (other work on the machine)"
+    )
+}
+
 /// Runs `run(iters)` on two threads at once, started together; returns the
-/// slower thread's time and any pinning failures.
-fn contended(run: &Loop, iters: u64, cpus: &[usize]) -> (Duration, Vec<String>) {
+/// slower thread's time, any pinning failures, and whether both threads had their
+/// CPU for the whole loop.
+fn contended(run: &Loop, iters: u64, cpus: &[usize]) -> (Duration, Vec<String>, bool) {
     let barrier = Arc::new(Barrier::new(2));
     let handles: Vec<_> = (0..2)
         .map(|t| {
@@ -239,18 +263,22 @@ fn contended(run: &Loop, iters: u64, cpus: &[usize]) -> (Duration, Vec<String>) 
                     None => Err("fewer than two CPUs available".into()),
                 };
                 barrier.wait();
+                let cpu = sys::thread_cpu_time();
                 let start = Instant::now();
                 run(iters);
-                (start.elapsed(), pinned.err())
+                let elapsed = start.elapsed();
+                (elapsed, pinned.err(), had_cpu(cpu, elapsed) != Some(false))
             })
         })
         .collect();
     let mut slowest = Duration::ZERO;
     let mut errors = Vec::new();
+    let mut undisturbed = true;
     for h in handles {
-        let (elapsed, err) = h.join().expect("bench thread panicked");
+        let (elapsed, err, had_cpu) = h.join().expect("bench thread panicked");
         slowest = slowest.max(elapsed);
         errors.extend(err);
+        undisturbed &= had_cpu;
     }
-    (slowest, errors)
+    (slowest, errors, undisturbed)
 }
