@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use crate::Cancelled;
 use crate::guard::Guard;
-use crate::inner::{FORCED, Latch, TRIGGERED};
+use crate::inner::{FORCED, Inner, Latch, TRIGGERED};
 use crate::report::Registration;
 
 /// A future, typically a connection, that can be asked to finish gracefully.
@@ -118,20 +118,17 @@ impl<C: GracefulConnection> Future for Watched<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let inner = match &*this.guard {
-            Ok(guard) => guard.inner.clone(),
-            Err(refused) => {
-                let refused = *refused;
-                assert!(this.conn.is_some(), "`Watched` polled after completion");
-                this.conn.set(None);
-                return Poll::Ready(Err(refused));
-            }
-        };
+        if let Err(refused) = &*this.guard {
+            let refused = *refused;
+            assert!(this.conn.is_some(), "`Watched` polled after completion");
+            this.conn.set(None);
+            return Poll::Ready(Err(refused));
+        }
         let mut poll_conn = true;
         // Bounded: each round either returns or consumes a phase change (trigger,
         // force: at most two) or a listener creation/firing (at most two each).
         loop {
-            let state = inner.state();
+            let state = inner_of(this.guard).state();
             if state & FORCED != 0 {
                 return Poll::Ready(Err(finish(
                     this.conn,
@@ -166,7 +163,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
                 Latch::Triggered
             };
             match this.listener {
-                None => *this.listener = Some(inner.listen(phase)),
+                None => *this.listener = Some(inner_of(this.guard).listen(phase)),
                 Some(listener) => {
                     if Pin::new(listener).poll(cx).is_pending() {
                         return Poll::Pending;
@@ -175,6 +172,14 @@ impl<C: GracefulConnection> Future for Watched<C> {
                 }
             }
         }
+    }
+}
+
+/// The coordinator of a running watched future (its guard is held while it runs).
+fn inner_of(guard: &Result<Guard, Cancelled>) -> &Inner {
+    match guard {
+        Ok(guard) => &guard.inner,
+        Err(_) => unreachable!("a running `Watched` holds its guard"),
     }
 }
 
