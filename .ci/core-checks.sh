@@ -12,4 +12,4 @@ RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/
 echo "== miri (core: unit tests, invariants on the blocking executor, stress)"
 rustup +nightly component add miri rust-src
 MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" CARGO_TARGET_DIR=target/miri \
-  cargo +nightly miri test --test invariants --test stress --test operability --lib
+  cargo +nightly miri test --test invariants --test stress --test operability --test lifetime --lib

@@ -1,7 +1,7 @@
 //! [`Guard`]: one unit of in-flight work.
 
 use std::fmt;
-use std::sync::Arc;
+use std::ptr::NonNull;
 
 use crate::inner::{Inner, count};
 
@@ -12,21 +12,41 @@ use crate::inner::{Inner, count};
 /// Get one with [`Shutdown::guard`](crate::Shutdown::guard) or by cloning another.
 ///
 /// A guard is one pointer wide, costs no heap allocation and takes no lock: acquiring
-/// and releasing are one atomic operation each on the coordinator's state word.
+/// and releasing are one atomic operation each on the coordinator's state word (it
+/// keeps the coordinator alive through that count, not through a reference count of
+/// its own).
 ///
 /// A guard cannot be force-closed: it is a plain token. If one is leaked
 /// (`mem::forget`), the coordinator never drains, and
 /// [`Shutdown::drain_until`](crate::Shutdown::drain_until) reports it as remaining.
 #[must_use = "a guard releases its count as soon as it is dropped"]
 pub struct Guard {
-    pub(crate) inner: Arc<Inner>,
+    /// Valid while this guard's count is held: see [`Inner::acquire`].
+    inner: NonNull<Inner>,
 }
 
+// SAFETY: a guard is a counted pointer to an `Inner`, which is `Send + Sync`; it
+// only reads the state word and gives back its count.
+unsafe impl Send for Guard {}
+// SAFETY: as above; `&Guard` only reads.
+unsafe impl Sync for Guard {}
+
 impl Guard {
+    /// Wraps a count taken with [`Inner::acquire`].
+    pub(crate) fn from_acquired(inner: NonNull<Inner>) -> Self {
+        Guard { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        // SAFETY: this guard's count keeps the coordinator undrained, so the
+        // watchers' shared strong reference keeps it alive.
+        unsafe { self.inner.as_ref() }
+    }
+
     /// Returns the coordinator's current count of live guards, watched futures and
     /// undrained child scopes (including this guard).
     pub fn watchers(&self) -> usize {
-        count(self.inner.state())
+        count(self.inner().state())
     }
 }
 
@@ -34,16 +54,16 @@ impl Clone for Guard {
     /// Takes one more count. This always succeeds: the coordinator cannot be drained
     /// while `self` is alive. It works even after a force.
     fn clone(&self) -> Self {
-        self.inner.acquire_held();
-        Guard {
-            inner: self.inner.clone(),
-        }
+        self.inner().acquire_held();
+        Guard { inner: self.inner }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.inner.release();
+        // SAFETY: the pointer came from `Inner::acquire` with the count given back
+        // here, once; it is not used again.
+        unsafe { Inner::release(self.inner) };
     }
 }
 

@@ -7,12 +7,21 @@
 //! bit 0      TRIGGERED   set once, never cleared (implies ANNOUNCED)
 //! bit 1      FORCED      set once, never cleared (implies TRIGGERED)
 //! bit 2      ANNOUNCED   set once, never cleared: not ready any more
-//! bits 3..   count       live guards, watched futures and undrained child scopes
+//! bit 3      HOLDS_REF   set by the first acquisition: the counted watchers hold one
+//!                        strong reference to this `Inner`, together
+//! bits 4..   count       live guards, watched futures and undrained child scopes
 //! ```
+//!
+//! Guards do not hold an `Arc` each. The first acquisition ever takes one strong
+//! reference on behalf of all counted watchers (HOLDS_REF), and the step that drains
+//! the coordinator gives it back. No watcher can be added after the drain, so while
+//! any guard lives the coordinator is not drained and that reference keeps `Inner`
+//! alive: a guard costs one atomic operation to take and one to give back.
 //!
 //! *Drained* is derived, not stored: `TRIGGERED && count == 0`. Acquiring refuses
 //! once drained or forced, so a drained coordinator stays drained.
 
+use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 
 use crate::event::{Event, EventListener};
@@ -24,7 +33,8 @@ use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 pub(crate) const TRIGGERED: usize = 1;
 pub(crate) const FORCED: usize = 2;
 pub(crate) const ANNOUNCED: usize = 4;
-pub(crate) const ONE: usize = 8;
+pub(crate) const HOLDS_REF: usize = 8;
+pub(crate) const ONE: usize = 16;
 /// Counts above this abort the process, like `Arc`'s reference count does.
 const MAX_STATE: usize = usize::MAX / 2;
 
@@ -99,7 +109,7 @@ impl Inner {
     /// Creates a child scope. The child holds one count on `self` until it is drained,
     /// and is triggered (or forced) whenever `self` is.
     pub(crate) fn new_child(self: &Arc<Inner>) -> Arc<Inner> {
-        let holds = self.try_acquire().is_ok();
+        let holds = Inner::acquire(self).is_ok();
         let child = Arc::new(Inner::with_parent(Some(self.clone()), holds));
         {
             let mut children = lock(&self.children);
@@ -123,8 +133,23 @@ impl Inner {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Adds one to the count unless the coordinator is drained or forced.
-    pub(crate) fn try_acquire(&self) -> Result<(), Cancelled> {
+    /// Adds one to the count unless the coordinator is drained or forced, and
+    /// returns a pointer that stays valid while that count is held.
+    pub(crate) fn acquire(this: &Arc<Inner>) -> Result<NonNull<Inner>, Cancelled> {
+        if this.try_acquire()? {
+            // The first acquisition: take the watchers' shared strong reference,
+            // given back at the drain. Our own count keeps the drain away until then.
+            // SAFETY: `this` is a live `Arc`.
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(this)) };
+        }
+        // `Arc::as_ptr` keeps the provenance of the whole allocation, which
+        // `Arc::decrement_strong_count` needs at the drain.
+        Ok(NonNull::new(Arc::as_ptr(this).cast_mut()).expect("Arc pointers are non-null"))
+    }
+
+    /// Adds one to the count unless the coordinator is drained or forced. Returns
+    /// `true` if this was the first acquisition ever (it set HOLDS_REF).
+    fn try_acquire(&self) -> Result<bool, Cancelled> {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             if cur & FORCED != 0 {
@@ -138,11 +163,11 @@ impl Inner {
             }
             match self.state.compare_exchange_weak(
                 cur,
-                cur + ONE,
+                (cur + ONE) | HOLDS_REF,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(cur & HOLDS_REF == 0),
                 Err(actual) => cur = actual,
             }
         }
@@ -156,27 +181,48 @@ impl Inner {
         }
     }
 
-    /// Gives one count back; the release that empties a triggered coordinator drains it.
-    pub(crate) fn release(&self) {
-        let prev = self.state.fetch_sub(ONE, Ordering::AcqRel);
-        debug_assert!(count(prev) > 0, "wind-down: count released below zero");
-        if prev & TRIGGERED != 0 && count(prev) == 1 {
-            self.on_drained();
+    /// Gives one count back; the release that empties a triggered coordinator drains
+    /// it, and then gives back the watchers' shared reference, possibly freeing it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` comes from [`Inner::acquire`] (or is an `Arc` pointer of a coordinator
+    /// whose count the caller holds), and the caller gives back one count it holds.
+    /// `ptr` must not be used afterwards.
+    pub(crate) unsafe fn release(ptr: NonNull<Inner>) {
+        let drained_with_ref = {
+            // SAFETY: the count we still hold keeps the coordinator undrained, so the
+            // watchers' shared reference keeps it alive until our `fetch_sub`, and
+            // until the end of this block if that made it drained.
+            let inner = unsafe { ptr.as_ref() };
+            let prev = inner.state.fetch_sub(ONE, Ordering::AcqRel);
+            debug_assert!(count(prev) > 0, "wind-down: count released below zero");
+            if prev & TRIGGERED != 0 && count(prev) == 1 {
+                inner.on_drained();
+                prev & HOLDS_REF != 0
+            } else {
+                false
+            }
+        };
+        if drained_with_ref {
+            // SAFETY: taken in `acquire`, given back exactly once (the drain happens
+            // once); no reference to the coordinator is used after this.
+            unsafe { Arc::decrement_strong_count(ptr.as_ptr()) };
         }
     }
 
     /// Sets ANNOUNCED. Returns `true` if this call set it.
-    pub(crate) fn announce(&self) -> bool {
+    pub(crate) fn announce(self: &Arc<Self>) -> bool {
         self.transition(ANNOUNCED) & ANNOUNCED == 0
     }
 
     /// Sets TRIGGERED (and ANNOUNCED). Returns `true` if this call set TRIGGERED.
-    pub(crate) fn trigger(&self) -> bool {
+    pub(crate) fn trigger(self: &Arc<Self>) -> bool {
         self.transition(TRIGGERED | ANNOUNCED) & TRIGGERED == 0
     }
 
     /// Sets TRIGGERED, ANNOUNCED and FORCED. Returns the count at that moment.
-    pub(crate) fn force(&self) -> usize {
+    pub(crate) fn force(self: &Arc<Self>) -> usize {
         let bits = TRIGGERED | ANNOUNCED | FORCED;
         let prev = {
             // Only the bit flip and the snapshot happen under the lock: no waker runs
@@ -214,7 +260,7 @@ impl Inner {
 
     /// Sets `bits` (never FORCED: see [`force`](Inner::force)) and runs
     /// [`after_transition`](Inner::after_transition). Returns the previous state.
-    fn transition(&self, bits: usize) -> usize {
+    fn transition(self: &Arc<Self>, bits: usize) -> usize {
         debug_assert_eq!(bits & FORCED, 0, "wind-down: FORCED is set by force()");
         let prev = self.state.fetch_or(bits, Ordering::AcqRel);
         self.after_transition(bits, prev);
@@ -223,7 +269,7 @@ impl Inner {
 
     /// Wakes waiters of every phase newly reached by setting `bits` over `prev`, and
     /// carries the transition to live child scopes.
-    fn after_transition(&self, bits: usize, prev: usize) {
+    fn after_transition(self: &Arc<Self>, bits: usize, prev: usize) {
         let new = bits & !prev;
         if new == 0 {
             return;
@@ -252,6 +298,12 @@ impl Inner {
         }
         if new & TRIGGERED != 0 && count(prev) == 0 {
             self.on_drained();
+            if prev & HOLDS_REF != 0 {
+                // Every caller of a transition holds an `Arc` of its own (a handle, a
+                // parent's list entry, a new child), so this never frees `self`.
+                // SAFETY: taken in `acquire`, given back once, at the drain.
+                unsafe { Arc::decrement_strong_count(Arc::as_ptr(self)) };
+            }
         }
     }
 
@@ -264,7 +316,10 @@ impl Inner {
     fn release_parent(&self) {
         if self.holds_parent.swap(false, Ordering::AcqRel) {
             if let Some(parent) = &self.parent {
-                parent.release();
+                // SAFETY: this scope holds one count on `parent` (`holds_parent`),
+                // given back exactly once; `self.parent` keeps it alive besides.
+                let ptr = NonNull::new(Arc::as_ptr(parent).cast_mut()).expect("non-null");
+                unsafe { Inner::release(ptr) };
             }
         }
     }
@@ -283,7 +338,7 @@ impl Inner {
     }
 
     /// Drops one handle; the last one triggers.
-    pub(crate) fn drop_handle(&self) {
+    pub(crate) fn drop_handle(self: &Arc<Self>) {
         if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.trigger();
         }

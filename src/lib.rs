@@ -80,9 +80,12 @@
 //!    can no longer come.
 //! 9. **Scopes nest.** A child is triggered and forced with its parent, and its
 //!    parent drains only after it.
-//! 10. **Cheap guards.** A [`Guard`] is one pointer; acquiring and releasing one
-//!     allocates nothing and takes no lock. The one release that drains the
-//!     coordinator also wakes drain waiters, which may allocate once.
+//! 10. **Cheap guards.** A [`Guard`] is one pointer; acquiring one is one
+//!     compare-and-swap on the state word and releasing it one subtraction: no
+//!     reference count of its own, no allocation, no lock. (The first guard ever
+//!     takes one shared reference for all of them, and the one release that drains
+//!     the coordinator gives it back and wakes drain waiters, which may allocate
+//!     once.)
 
 #![warn(missing_docs)]
 

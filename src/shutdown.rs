@@ -164,10 +164,7 @@ impl Shutdown {
     /// forced; then it returns `Err(Cancelled::Drained)` or `Err(Cancelled::Forced)`,
     /// so a guard that would not hold anything is never handed out.
     pub fn guard(&self) -> Result<Guard, Cancelled> {
-        self.inner.try_acquire()?;
-        Ok(Guard {
-            inner: self.inner.clone(),
-        })
+        Inner::acquire(&self.inner).map(Guard::from_acquired)
     }
 
     /// Like [`guard`](Shutdown::guard), and the guard is listed under `label` in the

@@ -178,7 +178,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
 /// The coordinator of a running watched future (its guard is held while it runs).
 fn inner_of(guard: &Result<Guard, Cancelled>) -> &Inner {
     match guard {
-        Ok(guard) => &guard.inner,
+        Ok(guard) => guard.inner(),
         Err(_) => unreachable!("a running `Watched` holds its guard"),
     }
 }
