@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 echo "== loom (LOOM_MAX_PREEMPTIONS=2)"
 RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
-  cargo test --release --test loom --test loom_models
+  cargo test --release --test loom
 
 echo "== miri (core: unit tests, invariants on the blocking executor, stress)"
 rustup +nightly component add miri rust-src

@@ -1,4 +1,4 @@
-//! Loom models of the racy guarantees (1, 2, 3, 5, 9), explored over every
+//! Loom models of the racy guarantees (1, 2, 3, 5, 6, 9), explored over every
 //! interleaving of the coordinator's atomics, locks and (under this cfg) its
 //! notification primitive, which `src/event.rs` swaps for a loom-built stand-in.
 //!
@@ -222,5 +222,28 @@ fn g5_watched_connection_vs_trigger() {
             "graceful_shutdown called once"
         );
         block_on(s.drained());
+    });
+}
+
+/// (f) A deadline-forced drain while the last guard is dropped in another thread:
+/// the outcome is a clean drain or exactly one forced watcher, and the coordinator
+/// ends drained either way (guarantee 6).
+#[test]
+fn g6_force_vs_last_guard_drop() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let g = s.guard().unwrap();
+        s.trigger();
+        let finisher = thread::spawn(move || drop(g));
+        let outcome = block_on(s.drain_until(std::future::ready(())));
+        finisher.join().unwrap();
+        assert!(
+            matches!(
+                outcome,
+                wind_down::Outcome::Drained | wind_down::Outcome::Forced { remaining: 1 }
+            ),
+            "{outcome:?}"
+        );
+        assert!(s.is_drained());
     });
 }
