@@ -40,12 +40,7 @@ fn child_server() {
     let outcome = match runtime.as_str() {
         "tokio" => {
             use wind_down::tokio::{Signals, Tokio};
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
+            tokio_runtime().block_on(async {
                 let signals = Signals::new().unwrap();
                 println!("signals installed");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,12 +73,7 @@ fn child_server() {
         }
         // A server with no signal source: wind-down must install no handler.
         "tokio-no-signals" => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
+            tokio_runtime().block_on(async {
                 println!("signals installed"); // none, by design
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener);
@@ -311,7 +301,8 @@ fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
-fn client_runtime() -> tokio::runtime::Runtime {
+/// A 2-worker tokio runtime with IO, time and signals, for servers and clients.
+fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -409,7 +400,7 @@ per_runtime!(
 fn load_through_sigterm(runtime: &str) {
     let mut server = Server::start(runtime, Duration::from_secs(30));
     let addr = server.addr;
-    let client = client_runtime();
+    let client = tokio_runtime();
     client.block_on(async {
         const H1_CONNS: usize = 16;
         const H2_CONNS: usize = 2;
