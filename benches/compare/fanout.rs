@@ -471,64 +471,68 @@ pub fn sizes(cfg: &Config) -> [usize; 2] {
 
 /// Measurement 3a: plain tasks, every library.
 pub fn plain(cfg: &Config, report: &mut Report) {
-    let rt = runtime();
-    for (k, n) in sizes(cfg).into_iter().enumerate() {
-        let id = ["3a", "3a'"][k];
-        let mut group = Group::new(
-            id,
-            format!("shutdown fan-out, N = {n} waiting tasks, 2 tokio workers"),
-            "ms from trigger to drained",
-        );
-        for (_, name) in PLAIN {
-            group.row(name);
-        }
-        for round in 0..cfg.rounds + 1 {
-            for k in 0..PLAIN.len() {
-                let i = (k + round) % PLAIN.len();
-                let (lib, name) = PLAIN[i];
-                let elapsed = rt.block_on(rt.spawn(plain_round(lib, n, name)));
-                let elapsed = elapsed.expect("fan-out round panicked");
-                if round > 0 {
-                    group.rows[i].samples.push(elapsed.as_secs_f64() * 1e3);
-                }
-            }
-        }
-        group.note(format!(
-            "{} rounds after one warm-up; hyper-util is not in this table: its watch() takes only hyper's connection types (sealed trait), see 3b",
-            cfg.rounds
-        ));
-        report.push(group);
-    }
+    let note = "hyper-util is not in this table: its watch() takes only hyper's connection types (sealed trait), see 3b";
+    fan_out(
+        cfg,
+        report,
+        ["3a", "3a'"],
+        "waiting tasks",
+        &PLAIN,
+        note,
+        plain_round,
+    );
 }
 
 /// Measurement 3b: idle hyper HTTP/1 connections, the libraries that watch them.
 pub fn hyper(cfg: &Config, report: &mut Report) {
+    let note = "the drain includes hyper closing and freeing each connection";
+    fan_out(
+        cfg,
+        report,
+        ["3b", "3b'"],
+        "idle hyper HTTP/1 connections",
+        &HYPER,
+        note,
+        hyper_round,
+    );
+}
+
+/// One fan-out block per size: every library's `round` in rotating order, one
+/// warm-up round discarded, times in ms.
+fn fan_out<L, F>(
+    cfg: &Config,
+    report: &mut Report,
+    ids: [&'static str; 2],
+    what: &str,
+    libs: &[(L, &'static str)],
+    note: &str,
+    round: impl Fn(L, usize, &'static str) -> F,
+) where
+    L: Copy,
+    F: Future<Output = Duration> + Send + 'static,
+{
     let rt = runtime();
     for (k, n) in sizes(cfg).into_iter().enumerate() {
-        let id = ["3b", "3b'"][k];
         let mut group = Group::new(
-            id,
-            format!("shutdown fan-out, N = {n} idle hyper HTTP/1 connections, 2 tokio workers"),
+            ids[k],
+            format!("shutdown fan-out, N = {n} {what}, 2 tokio workers"),
             "ms from trigger to drained",
         );
-        for (_, name) in HYPER {
+        for &(_, name) in libs {
             group.row(name);
         }
-        for round in 0..cfg.rounds + 1 {
-            for k in 0..HYPER.len() {
-                let i = (k + round) % HYPER.len();
-                let (lib, name) = HYPER[i];
-                let elapsed = rt.block_on(rt.spawn(hyper_round(lib, n, name)));
+        for r in 0..cfg.rounds + 1 {
+            for j in 0..libs.len() {
+                let i = (j + r) % libs.len();
+                let (lib, name) = libs[i];
+                let elapsed = rt.block_on(rt.spawn(round(lib, n, name)));
                 let elapsed = elapsed.expect("fan-out round panicked");
-                if round > 0 {
+                if r > 0 {
                     group.rows[i].samples.push(elapsed.as_secs_f64() * 1e3);
                 }
             }
         }
-        group.note(format!(
-            "{} rounds after one warm-up; the drain includes hyper closing and freeing each connection",
-            cfg.rounds
-        ));
+        group.note(format!("{} rounds after one warm-up; {note}", cfg.rounds));
         report.push(group);
     }
 }
