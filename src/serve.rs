@@ -137,8 +137,9 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     ///
     /// `handler` turns each accepted connection into a [`GracefulConnection`] (for
     /// hyper, see the `hyper` module). Each connection is watched from the moment
-    /// it is accepted, so a trigger can never miss it. The connection's own output
-    /// is dropped.
+    /// it is accepted, so a trigger can never miss it, and labelled with its peer
+    /// address for [`Shutdown::forced_report`] (one short string and one short lock
+    /// per connection). The connection's own output is dropped.
     ///
     /// Resolves to the drain's [`Outcome`] once the coordinator is drained or forced.
     pub async fn serve<H, C>(self, mut handler: H) -> Result<Outcome, ServeError>
@@ -257,6 +258,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             std::future::pending().await
         });
         let outcome = drain.await;
+        #[cfg(feature = "tracing")]
         if let Some(report) = shutdown.forced_report() {
             for straggler in &report.stragglers {
                 log::warning!("forced: {straggler}");
