@@ -301,6 +301,14 @@ fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
+/// Awaits `fut`, or panics naming `what` after [`HANG`]: no client wait is unbounded.
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(HANG, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("hung: {what}"),
+    }
+}
+
 /// A 2-worker tokio runtime with IO, time and signals, for servers and clients.
 fn tokio_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -372,14 +380,32 @@ async fn h2_get(mut send: H2, path: String) -> hyper::Result<Got> {
 macro_rules! per_runtime {
     ($($name:ident),* $(,)?) => {
         mod tokio_rt {
-            $( #[test] fn $name() { super::$name("tokio") } )*
+            $( #[test] fn $name() { super::watched(stringify!($name), || super::$name("tokio")) } )*
         }
         #[cfg(feature = "smol")]
         mod smol_rt {
-            $( #[test] fn $name() { super::$name("smol") } )*
+            $( #[test] fn $name() { super::watched(stringify!($name), || super::$name("smol")) } )*
         }
     };
 }
+
+/// Runs one case under a watchdog: a case still running after [`CASE_LIMIT`] is a
+/// hang, and the whole test process exits with a message naming it rather than
+/// stalling the suite.
+fn watched(name: &'static str, case: impl FnOnce()) {
+    let (done, finished) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(CASE_LIMIT) {
+            eprintln!("e2e case `{name}` hung for {CASE_LIMIT:?}; aborting the test run");
+            std::process::exit(101);
+        }
+    });
+    case();
+    drop(done);
+}
+
+/// Far beyond any case's normal run (seconds): only a hang reaches it.
+const CASE_LIMIT: Duration = Duration::from_secs(300);
 
 per_runtime!(
     load_through_sigterm,
@@ -410,8 +436,10 @@ fn load_through_sigterm(runtime: &str) {
         // Idle keep-alive connections: one exchange each, then silence.
         let mut idle = Vec::new();
         for _ in 0..4 {
-            let mut send = h1(addr).await;
-            let got = h1_get(&mut send, "/").await.unwrap();
+            let mut send = within("h1 connect", h1(addr)).await;
+            let got = within("idle h1 request", h1_get(&mut send, "/"))
+                .await
+                .unwrap();
             assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, "hello\n"));
             assert!(!got.close, "keep-alive before shutdown");
             idle.push(send);
@@ -420,11 +448,13 @@ fn load_through_sigterm(runtime: &str) {
         // Warm-up load: every response before the signal is complete and correct.
         let mut h1s = Vec::new();
         for _ in 0..H1_CONNS {
-            h1s.push(h1(addr).await);
+            h1s.push(within("h1 connect", h1(addr)).await);
         }
         for send in &mut h1s {
             for _ in 0..5 {
-                let got = h1_get(send, "/slow/1").await.unwrap();
+                let got = within("warm-up request", h1_get(send, "/slow/1"))
+                    .await
+                    .unwrap();
                 assert_eq!(
                     (got.status, got.body.as_str()),
                     (StatusCode::OK, "slow 1\n")
@@ -434,7 +464,7 @@ fn load_through_sigterm(runtime: &str) {
         }
         let mut h2s = Vec::new();
         for _ in 0..H2_CONNS {
-            h2s.push(h2(addr).await);
+            h2s.push(within("h2 connect", h2(addr)).await);
         }
 
         // Steady load through the signal: HTTP/1 keep-alive loops and an HTTP/2
@@ -443,7 +473,7 @@ fn load_through_sigterm(runtime: &str) {
         // fails (it was sent after the drain began).
         let mut load = Vec::new();
         for _ in 0..8 {
-            let mut send = h1(addr).await;
+            let mut send = within("h1 connect", h1(addr)).await;
             load.push(tokio::spawn(async move {
                 let (mut ok, mut closed_by_header) = (0usize, false);
                 for _ in 0..100_000 {
@@ -475,7 +505,7 @@ fn load_through_sigterm(runtime: &str) {
             }));
         }
         let h2_load = {
-            let send = h2(addr).await;
+            let send = within("h2 connect", h2(addr)).await;
             tokio::spawn(async move {
                 let mut ok = 0usize;
                 'rounds: for _ in 0..100_000 {
@@ -561,7 +591,11 @@ fn load_through_sigterm(runtime: &str) {
             );
             completed += 1;
             // The connection is not reused after `connection: close`.
-            assert!(h1_get(&mut send, "/").await.is_err());
+            assert!(
+                within("h1 reuse after close", h1_get(&mut send, "/"))
+                    .await
+                    .is_err()
+            );
         }
         for task in h2_tasks {
             let got = tokio::time::timeout(HANG, task).await.unwrap().unwrap();
@@ -573,7 +607,9 @@ fn load_through_sigterm(runtime: &str) {
         // After GOAWAY, an HTTP/2 connection takes no new stream.
         for send in h2s {
             assert!(
-                h2_get(send, "/".into()).await.is_err(),
+                within("h2 stream after GOAWAY", h2_get(send, "/".into()))
+                    .await
+                    .is_err(),
                 "HTTP/2 stream accepted after GOAWAY"
             );
         }
