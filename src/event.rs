@@ -3,7 +3,8 @@
 //! Normally this is `event-listener`. Under `--cfg wind_down_loom` it is a small
 //! stand-in with the same semantics that the coordinator relies on (a listener
 //! registers when created, so a notification between creation and first poll is
-//! not lost; `notify(usize::MAX)` wakes every registered listener; dropping a
+//! not lost; `notify_additional(n)` wakes `n` registered listeners that were not
+//! notified yet and says how many it woke; dropping a
 //! listener unregisters it), built on loom's primitives so that loom can schedule
 //! through it. `event-listener` itself uses std locks and may wake while holding
 //! them, which loom's scheduler cannot step through.
@@ -57,24 +58,24 @@ mod model {
             }
         }
 
-        /// Notifies every registered listener (the coordinator only notifies all).
-        pub(crate) fn notify(&self, _n: usize) -> usize {
-            let wakers: Vec<Waker> = {
+        /// Notifies up to `n` registered listeners not notified yet; returns how
+        /// many it notified.
+        pub(crate) fn notify_additional(&self, n: usize) -> usize {
+            let (notified, wakers) = {
                 let mut list = self.list.lock().unwrap();
-                list.slots
-                    .iter_mut()
-                    .filter(|(_, s)| !s.notified)
-                    .filter_map(|(_, s)| {
-                        s.notified = true;
-                        s.waker.take()
-                    })
-                    .collect()
+                let mut notified = 0;
+                let mut wakers: Vec<Waker> = Vec::new();
+                for (_, slot) in list.slots.iter_mut().filter(|(_, s)| !s.notified).take(n) {
+                    slot.notified = true;
+                    notified += 1;
+                    wakers.extend(slot.waker.take());
+                }
+                (notified, wakers)
             };
-            let n = wakers.len();
             for w in wakers {
                 w.wake();
             }
-            n
+            notified
         }
 
         #[cfg(test)]

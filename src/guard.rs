@@ -1,9 +1,8 @@
 //! [`Guard`]: one unit of in-flight work.
 
 use std::fmt;
-use std::ptr::NonNull;
 
-use crate::inner::{Inner, count};
+use crate::inner::{Held, Inner};
 
 /// An RAII token that counts as one unit of in-flight work.
 ///
@@ -12,17 +11,17 @@ use crate::inner::{Inner, count};
 /// Get one with [`Shutdown::guard`](crate::Shutdown::guard) or by cloning another.
 ///
 /// A guard is one pointer wide, costs no heap allocation and takes no lock: acquiring
-/// and releasing are one atomic operation each on the coordinator's state word (it
-/// keeps the coordinator alive through that count, not through a reference count of
-/// its own).
+/// and releasing are one atomic operation each, on the shard of the coordinator's
+/// count that belongs to the acquiring thread (a cache line of its own, so guards
+/// on different threads do not contend). It keeps the coordinator alive through that
+/// count, not through a reference count of its own.
 ///
 /// A guard cannot be force-closed: it is a plain token. If one is leaked
 /// (`mem::forget`), the coordinator never drains, and
 /// [`Shutdown::drain_until`](crate::Shutdown::drain_until) reports it as remaining.
 #[must_use = "a guard releases its count as soon as it is dropped"]
 pub struct Guard {
-    /// Valid while this guard's count is held: see [`Inner::acquire`].
-    inner: NonNull<Inner>,
+    count: Held,
 }
 
 // SAFETY: a guard is a counted pointer to an `Inner`, which is `Send + Sync`; it
@@ -33,37 +32,41 @@ unsafe impl Sync for Guard {}
 
 impl Guard {
     /// Wraps a count taken with [`Inner::acquire`].
-    pub(crate) fn from_acquired(inner: NonNull<Inner>) -> Self {
-        Guard { inner }
+    #[inline]
+    pub(crate) fn from_acquired(count: Held) -> Self {
+        Guard { count }
     }
 
     pub(crate) fn inner(&self) -> &Inner {
-        // SAFETY: this guard's count keeps the coordinator undrained, so the
-        // watchers' shared strong reference keeps it alive.
-        unsafe { self.inner.as_ref() }
+        self.count.inner()
     }
 
     /// Returns the coordinator's current count of live guards, watched futures and
     /// undrained child scopes (including this guard).
     pub fn watchers(&self) -> usize {
-        count(self.inner().state())
+        self.inner().watchers()
     }
 }
 
 impl Clone for Guard {
     /// Takes one more count. This always succeeds: the coordinator cannot be drained
-    /// while `self` is alive. It works even after a force.
+    /// while `self` is alive. It works even after a force. Like
+    /// [`Shutdown::guard`](crate::Shutdown::guard), it counts on the calling thread's
+    /// shard while that is open.
+    #[inline]
     fn clone(&self) -> Self {
-        self.inner().acquire_held();
-        Guard { inner: self.inner }
+        Guard {
+            count: self.count.acquire_held(),
+        }
     }
 }
 
 impl Drop for Guard {
+    #[inline]
     fn drop(&mut self) {
-        // SAFETY: the pointer came from `Inner::acquire` with the count given back
-        // here, once; it is not used again.
-        unsafe { Inner::release(self.inner) };
+        // SAFETY: the count came from `Inner::acquire` or `Held::acquire_held` and
+        // is given back here, once; it is not used again.
+        unsafe { self.count.release() };
     }
 }
 

@@ -9,8 +9,15 @@
 //! bit 2      ANNOUNCED   set once, never cleared: not ready any more
 //! bit 3      HOLDS_REF   set by the first acquisition: the counted watchers hold one
 //!                        strong reference to this `Inner`, together
-//! bits 4..   count       live guards, watched futures and undrained child scopes
+//! bits 4..    direct     watchers counted here: guards of child scopes, guards
+//!                        taken where no shard was open, undrained child scopes
+//! top 6 bits  holds      shards that hold a count here for their own guards
 //! ```
+//!
+//! A root coordinator has per-thread shards (`shard.rs`): a guard counts on its
+//! thread's shard, and the shard holds one count here (in `holds`) for all of its
+//! guards. The watchers are the direct count plus the shards' own counts; `holds`
+//! only keeps the coordinator from draining while a shard may still have guards.
 //!
 //! Guards do not hold an `Arc` each. The first acquisition ever takes one strong
 //! reference on behalf of all counted watchers (HOLDS_REF), and the step that drains
@@ -18,8 +25,9 @@
 //! any guard lives the coordinator is not drained and that reference keeps `Inner`
 //! alive: a guard costs one atomic operation to take and one to give back.
 //!
-//! *Drained* is derived, not stored: `TRIGGERED && count == 0`. Acquiring refuses
-//! once drained or forced, so a drained coordinator stays drained.
+//! *Drained* is derived, not stored: `TRIGGERED`, and `direct` and `holds` both
+//! zero. Acquiring refuses once drained or forced, so a drained coordinator stays
+//! drained.
 
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
@@ -28,22 +36,32 @@ use crate::event::{Event, EventListener};
 
 use crate::Cancelled;
 use crate::report::{Registry, Report};
+use crate::shard::{self, Shard};
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
 
 pub(crate) const TRIGGERED: usize = 1;
 pub(crate) const FORCED: usize = 2;
 pub(crate) const ANNOUNCED: usize = 4;
 pub(crate) const HOLDS_REF: usize = 8;
+/// One direct watcher.
 pub(crate) const ONE: usize = 16;
-/// Counts above this abort the process, like `Arc`'s reference count does.
-const MAX_STATE: usize = usize::MAX / 2;
+/// One shard's hold: the top 6 bits (at most 32 shards).
+pub(crate) const HOLD_ONE: usize = 1 << (usize::BITS - 6);
+/// Direct counts above this abort the process, like `Arc`'s reference count does.
+const MAX_DIRECT: usize = HOLD_ONE / 2;
 
-pub(crate) const fn count(state: usize) -> usize {
-    state / ONE
+/// The watchers counted on the state word directly.
+pub(crate) const fn direct(state: usize) -> usize {
+    (state & (HOLD_ONE - 1)) / ONE
+}
+
+/// Whether nothing is counted: no direct watcher and no holding shard.
+const fn empty(state: usize) -> bool {
+    state < ONE
 }
 
 pub(crate) const fn is_drained(state: usize) -> bool {
-    state & TRIGGERED != 0 && count(state) == 0
+    state & TRIGGERED != 0 && empty(state)
 }
 
 /// Which latched condition a waiter waits for.
@@ -80,6 +98,8 @@ pub(crate) struct Inner {
     forced_at: Mutex<Option<Report>>,
     /// Labelled watchers; only labelled ones ever take this lock.
     registry: Mutex<Registry>,
+    /// Per-thread shards of the count; empty for child scopes.
+    shards: Box<[Shard]>,
     parent: Option<Arc<Inner>>,
     /// Whether this scope still holds one count on `parent`.
     holds_parent: AtomicBool,
@@ -87,10 +107,18 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn new_root() -> Arc<Inner> {
-        Arc::new(Inner::with_parent(None, false))
+        Arc::new_cyclic(|weak: &Weak<Inner>| {
+            // The pointer of the allocation being made; a shard only uses it while a
+            // count it holds keeps the coordinator alive.
+            let this = NonNull::new(weak.as_ptr().cast_mut()).expect("Arc pointers are non-null");
+            let shards = (0..shard::shards_per_root())
+                .map(|_| Shard::new(this))
+                .collect();
+            Inner::with_parent(None, false, shards)
+        })
     }
 
-    fn with_parent(parent: Option<Arc<Inner>>, holds_parent: bool) -> Inner {
+    fn with_parent(parent: Option<Arc<Inner>>, holds_parent: bool, shards: Box<[Shard]>) -> Inner {
         Inner {
             state: AtomicUsize::new(0),
             handles: AtomicUsize::new(1),
@@ -101,6 +129,7 @@ impl Inner {
             children: Mutex::new(Vec::new()),
             forced_at: Mutex::new(None),
             registry: Mutex::new(Registry::default()),
+            shards,
             parent,
             holds_parent: AtomicBool::new(holds_parent),
         }
@@ -109,8 +138,9 @@ impl Inner {
     /// Creates a child scope. The child holds one count on `self` until it is drained,
     /// and is triggered (or forced) whenever `self` is.
     pub(crate) fn new_child(self: &Arc<Inner>) -> Arc<Inner> {
-        let holds = Inner::acquire(self).is_ok();
-        let child = Arc::new(Inner::with_parent(Some(self.clone()), holds));
+        // A direct count on the state word: `release_parent` gives it back there.
+        let holds = Inner::acquire_main(self).is_ok();
+        let child = Arc::new(Inner::with_parent(Some(self.clone()), holds, Box::new([])));
         {
             let mut children = lock(&self.children);
             children.retain(|c| c.strong_count() > 0);
@@ -133,23 +163,66 @@ impl Inner {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Adds one to the count unless the coordinator is drained or forced, and
+    /// Adds one watcher unless the coordinator is drained or forced: on this
+    /// thread's shard while it is open, else on the state word.
+    #[inline]
+    pub(crate) fn acquire(this: &Arc<Inner>) -> Result<Held, Cancelled> {
+        if let Some(shard) = this.thread_shard() {
+            if shard.try_acquire_fast() {
+                return Ok(Held::shard(shard));
+            }
+        }
+        Inner::acquire_slow(this)
+    }
+
+    /// This thread's shard, if this coordinator has shards.
+    #[inline]
+    fn thread_shard(&self) -> Option<&Shard> {
+        if self.shards.is_empty() {
+            return None;
+        }
+        let slot = shard::thread_slot()?;
+        // The length is a power of two.
+        self.shards.get(slot & (self.shards.len() - 1))
+    }
+
+    #[inline(never)]
+    fn acquire_slow(this: &Arc<Inner>) -> Result<Held, Cancelled> {
+        if let Some(shard) = this.thread_shard() {
+            let acquired = shard.try_acquire(
+                || Inner::acquire_on_word(this, HOLD_ONE).map(drop),
+                // SAFETY: gives back the hold taken just above; `this` keeps the
+                // coordinator alive.
+                || unsafe { Inner::release_on_word(main_ptr(this), HOLD_ONE) },
+            );
+            if let Some(acquired) = acquired {
+                return acquired.map(|()| Held::shard(shard));
+            }
+        }
+        Inner::acquire_main(this).map(Held::main)
+    }
+
+    /// Adds one direct watcher unless the coordinator is drained or forced, and
     /// returns a pointer that stays valid while that count is held.
-    pub(crate) fn acquire(this: &Arc<Inner>) -> Result<NonNull<Inner>, Cancelled> {
-        if this.try_acquire()? {
+    pub(crate) fn acquire_main(this: &Arc<Inner>) -> Result<NonNull<Inner>, Cancelled> {
+        Inner::acquire_on_word(this, ONE)
+    }
+
+    /// Adds `amount` (one direct watcher, [`ONE`], or one shard's hold,
+    /// [`HOLD_ONE`]) unless the coordinator is drained or forced.
+    fn acquire_on_word(this: &Arc<Inner>, amount: usize) -> Result<NonNull<Inner>, Cancelled> {
+        if this.try_acquire(amount)? {
             // The first acquisition: take the watchers' shared strong reference,
             // given back at the drain. Our own count keeps the drain away until then.
             // SAFETY: `this` is a live `Arc`.
             unsafe { Arc::increment_strong_count(Arc::as_ptr(this)) };
         }
-        // `Arc::as_ptr` keeps the provenance of the whole allocation, which
-        // `Arc::decrement_strong_count` needs at the drain.
-        Ok(NonNull::new(Arc::as_ptr(this).cast_mut()).expect("Arc pointers are non-null"))
+        Ok(main_ptr(this))
     }
 
-    /// Adds one to the count unless the coordinator is drained or forced. Returns
-    /// `true` if this was the first acquisition ever (it set HOLDS_REF).
-    fn try_acquire(&self) -> Result<bool, Cancelled> {
+    /// Adds `amount` unless the coordinator is drained or forced. Returns `true` if
+    /// this was the first acquisition ever (it set HOLDS_REF).
+    fn try_acquire(&self, amount: usize) -> Result<bool, Cancelled> {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             if cur & FORCED != 0 {
@@ -158,12 +231,12 @@ impl Inner {
             if is_drained(cur) {
                 return Err(Cancelled::Drained);
             }
-            if cur > MAX_STATE {
+            if direct(cur) > MAX_DIRECT / ONE {
                 std::process::abort();
             }
             match self.state.compare_exchange_weak(
                 cur,
-                (cur + ONE) | HOLDS_REF,
+                (cur + amount) | HOLDS_REF,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -176,7 +249,7 @@ impl Inner {
     /// Adds one to a count that the caller already holds one of, so it cannot be zero.
     pub(crate) fn acquire_held(&self) {
         let prev = self.state.fetch_add(ONE, Ordering::Relaxed);
-        if prev > MAX_STATE {
+        if direct(prev) > MAX_DIRECT / ONE {
             std::process::abort();
         }
     }
@@ -190,14 +263,27 @@ impl Inner {
     /// whose count the caller holds), and the caller gives back one count it holds.
     /// `ptr` must not be used afterwards.
     pub(crate) unsafe fn release(ptr: NonNull<Inner>) {
+        // SAFETY: forwarded.
+        unsafe { Inner::release_on_word(ptr, ONE) }
+    }
+
+    /// Gives back `amount` ([`ONE`] or [`HOLD_ONE`]), as [`release`](Inner::release).
+    ///
+    /// # Safety
+    ///
+    /// As [`release`](Inner::release), for a count of that kind.
+    unsafe fn release_on_word(ptr: NonNull<Inner>, amount: usize) {
         let drained_with_ref = {
             // SAFETY: the count we still hold keeps the coordinator undrained, so the
             // watchers' shared reference keeps it alive until our `fetch_sub`, and
             // until the end of this block if that made it drained.
             let inner = unsafe { ptr.as_ref() };
-            let prev = inner.state.fetch_sub(ONE, Ordering::AcqRel);
-            debug_assert!(count(prev) > 0, "wind-down: count released below zero");
-            if prev & TRIGGERED != 0 && count(prev) == 1 {
+            let prev = inner.state.fetch_sub(amount, Ordering::AcqRel);
+            debug_assert!(
+                prev & !(ONE - 1) >= amount,
+                "wind-down: released below zero"
+            );
+            if prev & TRIGGERED != 0 && prev & !(ONE - 1) == amount {
                 inner.on_drained();
                 prev & HOLDS_REF != 0
             } else {
@@ -221,21 +307,53 @@ impl Inner {
         self.transition(TRIGGERED | ANNOUNCED) & TRIGGERED == 0
     }
 
-    /// Sets TRIGGERED, ANNOUNCED and FORCED. Returns the count at that moment.
+    /// Sets TRIGGERED, ANNOUNCED and FORCED. Returns the number of watchers at
+    /// that moment.
     pub(crate) fn force(self: &Arc<Self>) -> usize {
         let bits = TRIGGERED | ANNOUNCED | FORCED;
-        let prev = {
-            // Only the bit flip and the snapshot happen under the lock: no waker runs
-            // while it is held. Lock order: `forced_at`, then `registry`.
+        let (prev, departs, remaining) = {
+            // Only the bit flip, the shards' close and the snapshot happen under the
+            // lock: no waker runs while it is held. Lock order: `forced_at`, then
+            // `registry`.
             let mut forced_at = lock(&self.forced_at);
             let prev = self.state.fetch_or(bits, Ordering::AcqRel);
+            // Closed here even if a trigger already started closing them: once
+            // `force` returns, no shard takes a guard.
+            let departs = self.close_shards();
+            let remaining = self.watchers();
             if prev & FORCED == 0 {
-                *forced_at = Some(lock(&self.registry).snapshot(count(prev)));
+                *forced_at = Some(lock(&self.registry).snapshot(remaining));
             }
-            prev
+            (prev, departs, remaining)
         };
+        self.release_departed(departs);
         self.after_transition(bits, prev);
-        count(prev)
+        remaining
+    }
+
+    /// Closes every shard; returns how many counts on the state word they gave up.
+    fn close_shards(&self) -> usize {
+        self.shards.iter().filter(|shard| shard.close()).count()
+    }
+
+    /// Gives back the holds of `departs` shards closed while empty.
+    fn release_departed(self: &Arc<Self>, departs: usize) {
+        for _ in 0..departs {
+            // SAFETY: each departing shard held one hold, given back once, by its
+            // closer; `self` keeps the coordinator alive.
+            unsafe { Inner::release_on_word(main_ptr(self), HOLD_ONE) };
+        }
+    }
+
+    /// The number of watchers: counted on the state word directly, plus counted on
+    /// the shards. Exact when no watcher is being added or given back.
+    pub(crate) fn watchers(&self) -> usize {
+        let sharded: usize = self
+            .shards
+            .iter()
+            .map(|shard| shard::shard_count(shard.load()))
+            .sum();
+        direct(self.state()) + sharded
     }
 
     /// What was running when the coordinator was forced, or `None` if it was not.
@@ -263,6 +381,13 @@ impl Inner {
     fn transition(self: &Arc<Self>, bits: usize) -> usize {
         debug_assert_eq!(bits & FORCED, 0, "wind-down: FORCED is set by force()");
         let prev = self.state.fetch_or(bits, Ordering::AcqRel);
+        if bits & TRIGGERED != 0 {
+            // Every trigger() closes (idempotently): once it returns, however it
+            // raced another trigger, the shards take no guard and have given back
+            // what they held, so the drained state is reachable.
+            let departs = self.close_shards();
+            self.release_departed(departs);
+        }
         self.after_transition(bits, prev);
         prev
     }
@@ -275,13 +400,13 @@ impl Inner {
             return;
         }
         if new & ANNOUNCED != 0 {
-            self.announced.notify(usize::MAX);
+            notify_all(&self.announced);
         }
         if new & TRIGGERED != 0 {
-            self.triggered.notify(usize::MAX);
+            notify_all(&self.triggered);
         }
         if new & FORCED != 0 {
-            self.forced.notify(usize::MAX);
+            notify_all(&self.forced);
         }
         let children: Vec<Arc<Inner>> = lock(&self.children)
             .iter()
@@ -296,7 +421,9 @@ impl Inner {
                 child.announce();
             }
         }
-        if new & TRIGGERED != 0 && count(prev) == 0 {
+        // A shard holding at `prev` keeps it non-empty; its departure is a release,
+        // which drains if it is the last.
+        if new & TRIGGERED != 0 && empty(prev) {
             self.on_drained();
             if prev & HOLDS_REF != 0 {
                 // Every caller of a transition holds an `Arc` of its own (a handle, a
@@ -309,7 +436,7 @@ impl Inner {
 
     /// Runs exactly once per coordinator: at the step that made it drained.
     fn on_drained(&self) {
-        self.drained.notify(usize::MAX);
+        notify_all(&self.drained);
         self.release_parent();
     }
 
@@ -318,8 +445,7 @@ impl Inner {
             if let Some(parent) = &self.parent {
                 // SAFETY: this scope holds one count on `parent` (`holds_parent`),
                 // given back exactly once; `self.parent` keeps it alive besides.
-                let ptr = NonNull::new(Arc::as_ptr(parent).cast_mut()).expect("non-null");
-                unsafe { Inner::release(ptr) };
+                unsafe { Inner::release(main_ptr(parent)) };
             }
         }
     }
@@ -358,6 +484,112 @@ impl Drop for Inner {
         // Normally released at the drained step; this covers a scope that is torn
         // down some other way (for example while unwinding).
         self.release_parent();
+    }
+}
+
+/// Wakes every listener of `event`, a batch at a time.
+///
+/// event-listener wakes while holding the event's lock, and a woken listener takes
+/// that lock again to unregister. One `notify(usize::MAX)` over a long list would
+/// hold the lock for the whole walk and block every woken task on it; in batches
+/// the woken tasks run (and unregister) between two batches.
+///
+/// Bounded: called after the phase bit is set, so only listeners that checked the
+/// state before it was set can still register (each at most once), and each round
+/// notifies a full batch of them or ends the loop.
+fn notify_all(event: &Event) {
+    const BATCH: usize = 256;
+    while event.notify_additional(BATCH) == BATCH {}
+}
+
+/// The pointer for counts on the state word. `Arc::as_ptr` keeps the provenance of
+/// the whole allocation, which `Arc::decrement_strong_count` needs at the drain.
+fn main_ptr(this: &Arc<Inner>) -> NonNull<Inner> {
+    NonNull::new(Arc::as_ptr(this).cast_mut()).expect("Arc pointers are non-null")
+}
+
+/// One watcher's count on a coordinator, on its state word or on one of its shards:
+/// a pointer to the `Inner` (low bit clear) or to the `Shard` (low bit set; both are
+/// at least 8-byte aligned). Valid while the count is held.
+pub(crate) struct Held(NonNull<u8>);
+
+impl Held {
+    fn main(inner: NonNull<Inner>) -> Held {
+        Held(inner.cast())
+    }
+
+    #[inline]
+    fn shard(shard: &Shard) -> Held {
+        Held(NonNull::from(shard).cast::<u8>().map_addr(|a| a | 1))
+    }
+
+    #[inline]
+    fn as_shard(&self) -> Option<&Shard> {
+        if self.0.addr().get() & 1 == 0 {
+            return None;
+        }
+        // SAFETY: tagged by `Held::shard` (the byte below is the shard's start); the
+        // count held keeps the coordinator, which owns the shard, alive.
+        Some(unsafe { &*self.0.as_ptr().wrapping_sub(1).cast::<Shard>() })
+    }
+
+    /// The coordinator this count is held on.
+    #[inline]
+    pub(crate) fn inner(&self) -> &Inner {
+        let ptr = match self.as_shard() {
+            Some(shard) => shard.inner(),
+            None => self.0.cast::<Inner>(),
+        };
+        // SAFETY: the count held keeps the coordinator undrained, so the watchers'
+        // shared strong reference keeps it alive.
+        unsafe { ptr.as_ref() }
+    }
+
+    /// One more count: on this thread's shard if it is open and holds (so clones
+    /// made on another thread do not contend with this one), else where this one
+    /// is held. Never refused.
+    #[inline]
+    pub(crate) fn acquire_held(&self) -> Held {
+        if let Some(shard) = self.inner().thread_shard() {
+            if shard.try_acquire_fast() {
+                return Held::shard(shard);
+            }
+        }
+        match self.as_shard() {
+            Some(shard) => shard.acquire_held(),
+            None => self.inner().acquire_held(),
+        }
+        Held(self.0)
+    }
+
+    /// Gives the count back.
+    ///
+    /// # Safety
+    ///
+    /// The count was taken by [`Inner::acquire`] or [`Held::acquire_held`], and is
+    /// given back once: `self` is not used afterwards.
+    #[inline]
+    pub(crate) unsafe fn release(&self) {
+        let main = match self.as_shard() {
+            Some(shard) => {
+                // Read before the release: after it, only a departing caller still
+                // holds a count (the shard's, on the state word).
+                let inner = shard.inner();
+                if !shard.release() {
+                    return;
+                }
+                inner
+            }
+            None => self.0.cast::<Inner>(),
+        };
+        let amount = if self.as_shard().is_some() {
+            HOLD_ONE
+        } else {
+            ONE
+        };
+        // SAFETY: a count on the state word that this caller holds: the guard's own,
+        // or the shard's hold, which this release emptied after its close.
+        unsafe { Inner::release_on_word(main, amount) };
     }
 }
 

@@ -81,11 +81,14 @@
 //! 9. **Scopes nest.** A child is triggered and forced with its parent, and its
 //!    parent drains only after it.
 //! 10. **Cheap guards.** A [`Guard`] is one pointer; acquiring one is one
-//!     compare-and-swap on the state word and releasing it one subtraction: no
-//!     reference count of its own, no allocation, no lock. (The first guard ever
-//!     takes one shared reference for all of them, and the one release that drains
-//!     the coordinator gives it back and wakes drain waiters, which may allocate
-//!     once.)
+//!     compare-and-swap and releasing it one subtraction, on the calling thread's
+//!     shard of the count (a cache line per shard, so guards on different threads
+//!     do not contend): no reference count of its own, no allocation, no lock.
+//!     (The first guard on a shard takes one hold on the coordinator's state word
+//!     for all of that shard's guards, the first guard ever one shared reference;
+//!     the trigger and the release that drains give them back and wake drain
+//!     waiters, which may allocate once. A child scope's guards count on its state
+//!     word directly: it has no shards.)
 
 #![warn(missing_docs)]
 
@@ -99,6 +102,7 @@ mod phase;
 mod report;
 mod runtime;
 mod serve;
+mod shard;
 mod shutdown;
 mod signal;
 mod sync;

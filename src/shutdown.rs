@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::guard::{Guard, LabelledGuard};
-use crate::inner::{ANNOUNCED, FORCED, Inner, Latch, TRIGGERED, count, is_drained};
+use crate::inner::{ANNOUNCED, FORCED, Inner, Latch, TRIGGERED, is_drained};
 use crate::phase::Phase;
 use crate::report::{Registration, Report, WatcherKind};
 use crate::until::Until;
@@ -44,6 +44,10 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// Creates a new, untriggered coordinator with no watchers.
+    ///
+    /// It allocates one 128-byte shard of its count per available CPU (rounded up
+    /// to a power of two, at least 2, at most 32), so that guards taken on different
+    /// threads do not contend; see [`Guard`].
     pub fn new() -> Shutdown {
         Shutdown {
             inner: Inner::new_root(),
@@ -51,6 +55,9 @@ impl Shutdown {
     }
 
     /// Creates a child scope.
+    ///
+    /// A child has no shards: its guards count on one word, which suits the
+    /// short-lived, per-request or per-connection scopes children usually are.
     ///
     /// The child is triggered (and forced) whenever `self` is, also when `self`
     /// already was at this call; triggering or forcing the child does not affect
@@ -132,7 +139,7 @@ impl Shutdown {
     /// undrained child scopes. Exact whenever no guard is being created or dropped
     /// concurrently.
     pub fn watchers(&self) -> usize {
-        count(self.inner.state())
+        self.inner.watchers()
     }
 
     /// Resolves once shutdown is announced or triggered (at once if it already is).
@@ -163,6 +170,7 @@ impl Shutdown {
     /// Works before and after the trigger, until the coordinator is drained or
     /// forced; then it returns `Err(Cancelled::Drained)` or `Err(Cancelled::Forced)`,
     /// so a guard that would not hold anything is never handed out.
+    #[inline]
     pub fn guard(&self) -> Result<Guard, Cancelled> {
         Inner::acquire(&self.inner).map(Guard::from_acquired)
     }

@@ -63,6 +63,8 @@ cases! {
     g3_thousand_waiters_per_phase_complete_exactly_once,
     g3_waiters_racing_the_phase_all_complete,
     g4_watchers_counts_every_kind,
+    g4_watchers_exact_with_guards_on_many_threads,
+    g4_forced_remaining_counts_guards_on_every_thread,
     g5_graceful_once_on_first_poll_after_trigger,
     g5_graceful_once_when_triggered_before_first_poll,
     g5_trigger_wakes_pending_watched_connections,
@@ -598,6 +600,101 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     child.trigger();
     assert_eq!(s.watchers(), 1, "a drained child no longer counts");
     drop(g);
+    assert_eq!(s.watchers(), 0);
+}
+
+/// Threads that each take guards (each thread counts on its own shard of the
+/// count), hand some to another thread and drop others: `watchers()` is exact
+/// whenever all of them are parked on a barrier, and the drain waits for the guards
+/// handed over.
+async fn g4_watchers_exact_with_guards_on_many_threads<E: Exec>(cx: Cx<E>) {
+    const THREADS: usize = 6;
+    const EACH: usize = 5;
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (s, barrier, tx) = (s.clone(), barrier.clone(), tx.clone());
+            thread::spawn(move || {
+                let mut mine: Vec<_> = (0..EACH).map(|_| s.guard().unwrap()).collect();
+                barrier.wait(); // quiet: THREADS * EACH guards
+                barrier.wait();
+                // Hand two over (released on another thread later), drop one.
+                tx.send(mine.pop().unwrap()).unwrap();
+                tx.send(mine.pop().unwrap()).unwrap();
+                drop(mine.pop());
+                barrier.wait(); // quiet: THREADS * (EACH - 1)
+                barrier.wait();
+                let clones: Vec<_> = mine.iter().map(Clone::clone).collect();
+                barrier.wait(); // quiet: clones added
+                barrier.wait();
+                drop(clones);
+                drop(mine);
+            })
+        })
+        .collect();
+    drop(tx);
+    barrier.wait();
+    assert_eq!(s.watchers(), THREADS * EACH);
+    barrier.wait();
+    barrier.wait();
+    assert_eq!(s.watchers(), THREADS * (EACH - 1));
+    barrier.wait();
+    barrier.wait();
+    assert_eq!(s.watchers(), THREADS * (EACH - 1) + THREADS * (EACH - 3));
+    barrier.wait();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let handed: Vec<_> = rx.iter().collect();
+    assert_eq!(handed.len(), 2 * THREADS);
+    assert_eq!(s.watchers(), 2 * THREADS, "handed-over guards still count");
+    s.trigger();
+    assert!(!s.is_drained(), "the handed-over guards are alive");
+    assert_eq!(s.watchers(), 2 * THREADS);
+    let mut handed = handed;
+    handed.truncate(1);
+    assert_eq!(s.watchers(), 1);
+    assert!(!s.is_drained());
+    drop(handed);
+    assert!(s.is_drained());
+    assert_eq!(s.watchers(), 0);
+    s.drained().await;
+}
+
+/// Guards held on several threads across a force: the forced outcome and report
+/// name exactly the live guards, however they are spread over the threads, and no
+/// thread gets a guard afterwards.
+async fn g4_forced_remaining_counts_guards_on_every_thread<E: Exec>(cx: Cx<E>) {
+    const THREADS: usize = 5;
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    // Every thread's shard takes a guard once and gives it back: the shards hold,
+    // empty, and must not count as watchers.
+    let held: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let s = s.clone();
+            thread::spawn(move || {
+                drop(s.guard().unwrap());
+                (0..i).map(|_| s.guard().unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .map(|t| t.join().unwrap())
+        .collect();
+    let live: usize = (0..THREADS).sum();
+    assert_eq!(s.watchers(), live);
+    assert_eq!(s.force(), Outcome::Forced { remaining: live });
+    assert_eq!(s.forced_report().map(|r| r.remaining), Some(live));
+    for _ in 0..THREADS {
+        let s = s.clone();
+        let refused = thread::spawn(move || s.guard().map(drop)).join().unwrap();
+        assert_eq!(refused, Err(Cancelled::Forced));
+    }
+    assert_eq!(s.watchers(), live);
+    drop(held);
+    assert!(s.is_drained());
     assert_eq!(s.watchers(), 0);
 }
 

@@ -247,3 +247,134 @@ fn g6_force_vs_last_guard_drop() {
         assert!(s.is_drained());
     });
 }
+
+// Per-thread shards. Under loom a thread's shard is its model thread number modulo
+// the shard count (2): the main thread (0) and the second spawned thread (2) share
+// shard 0, the first spawned thread (1) has shard 1.
+
+/// (g) A guard taken on a thread whose shard has never held (so the acquisition
+/// *arrives*: takes the shard's hold on the state word, then sets HOLDS) races the
+/// trigger, which closes the shard. Either the guard is refused as drained, or the
+/// drain waits for it; the coordinator ends drained with no watcher left.
+#[test]
+fn g2_shard_arrival_vs_trigger() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let released = Arc::new(AtomicBool::new(false));
+        let taker = {
+            let (s, released) = (s.clone(), released.clone());
+            thread::spawn(move || match s.guard() {
+                Ok(g) => {
+                    released.store(true, Ordering::Release);
+                    drop(g);
+                    true
+                }
+                Err(e) => {
+                    assert_eq!(e, Cancelled::Drained);
+                    false
+                }
+            })
+        };
+        s.trigger();
+        block_on(s.drained());
+        let released_at_drain = released.load(Ordering::Acquire);
+        if taker.join().unwrap() {
+            assert!(released_at_drain, "drained while a sharded guard was alive");
+        }
+        assert_eq!(s.watchers(), 0);
+        assert!(s.is_drained());
+    });
+}
+
+/// (h) Guards on two shards given back while the trigger closes both: shard 0
+/// holds a guard taken before, released on another thread; shard 1 arrives during
+/// the race. The drain is observed only after every handed-out guard is gone.
+#[test]
+fn g2_two_shards_release_vs_trigger() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let g0 = s.guard().unwrap();
+        let released = Arc::new(AtomicUsize::new(0));
+        let taker = {
+            let (s, released) = (s.clone(), released.clone());
+            thread::spawn(move || match s.guard() {
+                Ok(g) => {
+                    released.fetch_add(1, Ordering::AcqRel);
+                    drop(g);
+                    true
+                }
+                Err(e) => {
+                    assert_eq!(e, Cancelled::Drained);
+                    false
+                }
+            })
+        };
+        let dropper = {
+            let released = released.clone();
+            thread::spawn(move || {
+                released.fetch_add(1, Ordering::AcqRel);
+                drop(g0);
+            })
+        };
+        s.trigger();
+        block_on(s.drained());
+        let released_at_drain = released.load(Ordering::Acquire);
+        let took = taker.join().unwrap();
+        dropper.join().unwrap();
+        assert_eq!(released_at_drain, 1 + usize::from(took));
+        assert_eq!(s.watchers(), 0);
+    });
+}
+
+/// (i) `force` racing a `trigger` that is closing the shards: once `force` returned,
+/// no guard is handed out on any shard, and with no watcher alive the outcome is a
+/// clean drain (a shard's hold is never counted as a remaining watcher).
+#[test]
+fn g1_force_vs_trigger_closing_shards() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        // The main thread's shard arrives and empties: it holds, with no guard.
+        drop(s.guard().unwrap());
+        let s1 = s.clone();
+        let trigger = thread::spawn(move || {
+            s1.trigger();
+        });
+        assert_eq!(s.force(), wind_down::Outcome::Drained);
+        assert_eq!(s.guard().unwrap_err(), Cancelled::Forced);
+        trigger.join().unwrap();
+        block_on(s.drained());
+        assert_eq!(s.watchers(), 0);
+    });
+}
+
+/// (j) A guard cloned on another thread (counting on that thread's shard) while the
+/// original is dropped and the coordinator triggered: the drain waits for the clone.
+#[test]
+fn g2_cross_shard_clone_vs_trigger() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let g = s.guard().unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let cloner = {
+            let released = released.clone();
+            let s = s.clone();
+            thread::spawn(move || {
+                // Makes this thread's shard hold (or, after the trigger, counts on
+                // the state word), so the clone counts on this thread's shard.
+                drop(s.guard().expect("not drained while `g` lives"));
+                let clone = g.clone();
+                drop(g);
+                released.store(true, Ordering::Release);
+                drop(clone);
+            })
+        };
+        s.trigger();
+        block_on(s.drained());
+        assert!(
+            released.load(Ordering::Acquire),
+            "drained while a cloned guard was alive"
+        );
+        cloner.join().unwrap();
+        assert_eq!(s.watchers(), 0);
+    });
+}
