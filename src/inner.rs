@@ -1,4 +1,5 @@
-//! The shared state behind [`Shutdown`](crate::Shutdown): one atomic word and three events.
+//! The shared state behind [`Shutdown`](crate::Shutdown): one atomic word, per-thread
+//! shards of its count, and the waiters of each phase.
 //!
 //! The state word packs the whole lifecycle so that every transition is a single
 //! atomic operation:
@@ -32,7 +33,7 @@
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 
-use crate::event::{Event, EventListener};
+use crate::waiters::Waiters;
 
 use crate::Cancelled;
 use crate::report::{Registry, Report};
@@ -88,10 +89,10 @@ pub(crate) struct Inner {
     state: AtomicUsize,
     /// Live [`Shutdown`](crate::Shutdown) handles; the last one dropped triggers.
     handles: AtomicUsize,
-    announced: Event,
-    triggered: Event,
-    forced: Event,
-    drained: Event,
+    announced: Waiters,
+    triggered: Waiters,
+    forced: Waiters,
+    drained: Waiters,
     children: Mutex<Vec<Weak<Inner>>>,
     /// What was running at the moment FORCED was set; written under this lock in
     /// the same critical section as the bit, so whoever sees FORCED finds it here.
@@ -122,10 +123,10 @@ impl Inner {
         Inner {
             state: AtomicUsize::new(0),
             handles: AtomicUsize::new(1),
-            announced: Event::new(),
-            triggered: Event::new(),
-            forced: Event::new(),
-            drained: Event::new(),
+            announced: Waiters::new(),
+            triggered: Waiters::new(),
+            forced: Waiters::new(),
+            drained: Waiters::new(),
             children: Mutex::new(Vec::new()),
             forced_at: Mutex::new(None),
             registry: Mutex::new(Registry::default()),
@@ -400,13 +401,13 @@ impl Inner {
             return;
         }
         if new & ANNOUNCED != 0 {
-            notify_all(&self.announced);
+            self.announced.wake_all();
         }
         if new & TRIGGERED != 0 {
-            notify_all(&self.triggered);
+            self.triggered.wake_all();
         }
         if new & FORCED != 0 {
-            notify_all(&self.forced);
+            self.forced.wake_all();
         }
         let children: Vec<Arc<Inner>> = lock(&self.children)
             .iter()
@@ -436,7 +437,7 @@ impl Inner {
 
     /// Runs exactly once per coordinator: at the step that made it drained.
     fn on_drained(&self) {
-        notify_all(&self.drained);
+        self.drained.wake_all();
         self.release_parent();
     }
 
@@ -450,12 +451,13 @@ impl Inner {
         }
     }
 
-    pub(crate) fn listen(&self, latch: Latch) -> EventListener {
+    /// The waiters of a phase. Its wake-up runs after its bit is set.
+    pub(crate) fn waiters(&self, latch: Latch) -> &Waiters {
         match latch {
-            Latch::Announced => self.announced.listen(),
-            Latch::Triggered => self.triggered.listen(),
-            Latch::Forced => self.forced.listen(),
-            Latch::Drained => self.drained.listen(),
+            Latch::Announced => &self.announced,
+            Latch::Triggered => &self.triggered,
+            Latch::Forced => &self.forced,
+            Latch::Drained => &self.drained,
         }
     }
 
@@ -472,10 +474,10 @@ impl Inner {
 
     #[cfg(test)]
     pub(crate) fn total_listeners(&self) -> usize {
-        self.announced.total_listeners()
-            + self.triggered.total_listeners()
-            + self.forced.total_listeners()
-            + self.drained.total_listeners()
+        self.announced.registered()
+            + self.triggered.registered()
+            + self.forced.registered()
+            + self.drained.registered()
     }
 }
 
@@ -485,21 +487,6 @@ impl Drop for Inner {
         // down some other way (for example while unwinding).
         self.release_parent();
     }
-}
-
-/// Wakes every listener of `event`, a batch at a time.
-///
-/// event-listener wakes while holding the event's lock, and a woken listener takes
-/// that lock again to unregister. One `notify(usize::MAX)` over a long list would
-/// hold the lock for the whole walk and block every woken task on it; in batches
-/// the woken tasks run (and unregister) between two batches.
-///
-/// Bounded: called after the phase bit is set, so only listeners that checked the
-/// state before it was set can still register (each at most once), and each round
-/// notifies a full batch of them or ends the loop.
-fn notify_all(event: &Event) {
-    const BATCH: usize = 256;
-    while event.notify_additional(BATCH) == BATCH {}
 }
 
 /// The pointer for counts on the state word. `Arc::as_ptr` keeps the provenance of

@@ -2,9 +2,10 @@
 //!
 //! A graceful shutdown stops taking new work while in-flight work completes, raced
 //! against a deadline. The core of this crate is a runtime-free coordinator,
-//! [`Shutdown`], built on [`event-listener`](event_listener): it counts *watchers*
-//! and wakes whoever waits for a phase. It has no executor dependency and works on
-//! tokio, smol, or any executor that polls futures.
+//! [`Shutdown`]: it counts *watchers* (on per-thread shards of one atomic state
+//! word) and wakes whoever waits for a phase (from one waker list per phase, woken
+//! all at once). It has no executor dependency and works on tokio, smol, or any
+//! executor that polls futures.
 //!
 //! - [`Shutdown::guard`] hands out a [`Guard`]: in-flight work the drain waits for.
 //! - [`Shutdown::watch`] runs a [`GracefulConnection`] (for example a hyper
@@ -59,9 +60,11 @@
 //!    [`Cancelled`]. A guard whose creation happened before the drain was observed
 //!    is never outlived by that observation.
 //! 3. **No lost wake-ups.** Phases are latched in one atomic state word, checked
-//!    before and after registering a waker. A [`Wait`] created after its phase was
-//!    reached is ready on its first poll; every waiter is woken, and a waiter polled
-//!    once and abandoned takes no wake-up from another.
+//!    before registering a waker; the phase's waker list is woken after its bit is
+//!    set and refuses registrations from then on, which the waiter takes as the
+//!    phase reached. A [`Wait`] created after its phase was reached is ready on its
+//!    first poll; every waiter is woken, and a waiter polled once and abandoned
+//!    takes no wake-up from another.
 //! 4. **Exact counts when quiet.** With no guard being created or dropped
 //!    concurrently, [`Shutdown::watchers`] is the number of live guards, watched or
 //!    tracked futures, and undrained child scopes.
@@ -87,13 +90,12 @@
 //!     (The first guard on a shard takes one hold on the coordinator's state word
 //!     for all of that shard's guards, the first guard ever one shared reference;
 //!     the trigger and the release that drains give them back and wake drain
-//!     waiters, which may allocate once. A child scope's guards count on its state
-//!     word directly: it has no shards.)
+//!     waiters, without allocating. A child scope's guards count on its state word
+//!     directly: it has no shards.)
 
 #![warn(missing_docs)]
 
 mod accept;
-mod event;
 mod guard;
 mod inner;
 mod log;
@@ -108,6 +110,7 @@ mod signal;
 mod sync;
 mod until;
 mod wait;
+mod waiters;
 mod watch;
 
 #[cfg(feature = "hyper")]

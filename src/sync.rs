@@ -1,8 +1,8 @@
 //! Synchronisation primitives, swapped for loom's under `--cfg wind_down_loom`.
 //!
-//! Only the coordinator's own atomics and locks are modelled. `event-listener`
-//! keeps its std primitives (its notifications act as opaque, linearisable
-//! steps to loom), and `Arc` stays std because loom's has no `Weak`.
+//! The coordinator's atomics and locks, its shards and its phases' waker lists all
+//! go through these, so loom models the code that ships. `Arc` stays std because
+//! loom's has no `Weak`. (The accept loop's `event-listener` is not modelled.)
 
 #[cfg(not(wind_down_loom))]
 pub(crate) use std::sync::{

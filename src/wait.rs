@@ -6,9 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::event::EventListener;
-
 use crate::inner::{Inner, Latch};
+use crate::waiters::Slot;
 
 /// A future that resolves once its coordinator reaches a phase: triggered, forced
 /// or drained. Returned by [`Shutdown::triggered`](crate::Shutdown::triggered),
@@ -20,19 +19,23 @@ use crate::inner::{Inner, Latch};
 /// one that was polled and then never polled again swallows no wake-up meant for
 /// another. Dropping it unregisters its waker. It does not keep the coordinator
 /// from being triggered when every [`Shutdown`](crate::Shutdown) handle is dropped.
+///
+/// It is 16 bytes and allocates nothing of its own: while pending, its waker is
+/// kept in the coordinator's list of the phase's waiters (a slab, grown as needed
+/// and freed at the wake-up).
 #[must_use = "futures do nothing unless polled"]
 pub struct Wait {
     inner: Arc<Inner>,
+    slot: Slot,
     phase: Latch,
-    listener: Option<EventListener>,
 }
 
 impl Wait {
     pub(crate) fn new(inner: Arc<Inner>, phase: Latch) -> Wait {
         Wait {
             inner,
+            slot: Slot::new(),
             phase,
-            listener: None,
         }
     }
 }
@@ -42,22 +45,23 @@ impl Future for Wait {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        // At most three rounds: check, listen, re-check, then wait on the listener.
-        loop {
-            if this.phase.reached(this.inner.state()) {
-                this.listener = None;
-                return Poll::Ready(());
-            }
-            match &mut this.listener {
-                None => this.listener = Some(this.inner.listen(this.phase)),
-                Some(listener) => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    this.listener = None;
-                }
-            }
+        let waiters = this.inner.waiters(this.phase);
+        if this.phase.reached(this.inner.state()) {
+            waiters.unregister(&mut this.slot);
+            return Poll::Ready(());
         }
+        // Refused only once the phase's wake-up ran, which is after its bit was set.
+        if waiters.register(&mut this.slot, cx.waker()) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        self.inner.waiters(self.phase).unregister(&mut self.slot);
     }
 }
 

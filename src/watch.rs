@@ -5,13 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::event::EventListener;
 use pin_project_lite::pin_project;
 
 use crate::Cancelled;
 use crate::guard::Guard;
 use crate::inner::{FORCED, Inner, Latch, TRIGGERED};
 use crate::report::Registration;
+use crate::waiters::Slot;
 
 /// A future, typically a connection, that can be asked to finish gracefully.
 ///
@@ -87,8 +87,17 @@ pin_project! {
         // Removed from the registry after the connection is gone, before the count.
         registration: Option<Registration>,
         guard: Result<Guard, Cancelled>,
-        listener: Option<EventListener>,
+        // Registered with the trigger's waiters until graceful shutdown was asked,
+        // then with the force's.
+        slot: Slot,
         asked_graceful: bool,
+    }
+
+    impl<C> PinnedDrop for Watched<C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            unregister(this.guard, this.slot, *this.asked_graceful);
+        }
     }
 }
 
@@ -102,7 +111,7 @@ impl<C> Watched<C> {
             conn: Some(conn),
             registration,
             guard,
-            listener: None,
+            slot: Slot::new(),
             asked_graceful: false,
         }
     }
@@ -125,8 +134,9 @@ impl<C: GracefulConnection> Future for Watched<C> {
             return Poll::Ready(Err(refused));
         }
         let mut poll_conn = true;
-        // Bounded: each round either returns or consumes a phase change (trigger,
-        // force: at most two) or a listener creation/firing (at most two each).
+        // Bounded: each round returns, or consumes a phase change (trigger, force: at
+        // most two), or finds a phase's waiters woken, which the next round sees as
+        // that phase's bit (at most two).
         loop {
             let state = inner_of(this.guard).state();
             if state & FORCED != 0 {
@@ -134,12 +144,13 @@ impl<C: GracefulConnection> Future for Watched<C> {
                     this.conn,
                     this.registration,
                     this.guard,
-                    this.listener,
+                    this.slot,
+                    *this.asked_graceful,
                 )));
             }
             if state & TRIGGERED != 0 && !*this.asked_graceful {
+                unregister(this.guard, this.slot, false);
                 *this.asked_graceful = true;
-                *this.listener = None;
                 match this.conn.as_mut().as_pin_mut() {
                     Some(conn) => conn.graceful_shutdown(),
                     None => panic!("`Watched` polled after completion"),
@@ -153,25 +164,40 @@ impl<C: GracefulConnection> Future for Watched<C> {
                     None => panic!("`Watched` polled after completion"),
                 };
                 if let Poll::Ready(out) = conn.poll(cx) {
-                    finish(this.conn, this.registration, this.guard, this.listener);
+                    finish(
+                        this.conn,
+                        this.registration,
+                        this.guard,
+                        this.slot,
+                        *this.asked_graceful,
+                    );
                     return Poll::Ready(Ok(out));
                 }
             }
-            let phase = if *this.asked_graceful {
-                Latch::Forced
-            } else {
-                Latch::Triggered
-            };
-            match this.listener {
-                None => *this.listener = Some(inner_of(this.guard).listen(phase)),
-                Some(listener) => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *this.listener = None;
-                }
+            let waiters = inner_of(this.guard).waiters(latch(*this.asked_graceful));
+            if waiters.register(this.slot, cx.waker()) {
+                return Poll::Pending;
             }
         }
+    }
+}
+
+/// The phase a running watched future waits for: the trigger, then the force.
+fn latch(asked_graceful: bool) -> Latch {
+    if asked_graceful {
+        Latch::Forced
+    } else {
+        Latch::Triggered
+    }
+}
+
+/// Gives back the waiter slot, if the guard (and so the coordinator) is held.
+fn unregister(guard: &Result<Guard, Cancelled>, slot: &mut Slot, asked_graceful: bool) {
+    if let Ok(guard) = guard {
+        guard
+            .inner()
+            .waiters(latch(asked_graceful))
+            .unregister(slot);
     }
 }
 
@@ -189,11 +215,12 @@ fn finish<C>(
     mut conn: Pin<&mut Option<C>>,
     registration: &mut Option<Registration>,
     guard: &mut Result<Guard, Cancelled>,
-    listener: &mut Option<EventListener>,
+    slot: &mut Slot,
+    asked_graceful: bool,
 ) -> Cancelled {
     conn.set(None);
     *registration = None;
-    *listener = None;
+    unregister(guard, slot, asked_graceful);
     *guard = Err(Cancelled::Forced);
     Cancelled::Forced
 }

@@ -1,6 +1,7 @@
 //! Loom models of the racy guarantees (1, 2, 3, 5, 6, 9), explored over every
-//! interleaving of the coordinator's atomics, locks and (under this cfg) its
-//! notification primitive, which `src/event.rs` swaps for a loom-built stand-in.
+//! interleaving of the coordinator's atomics and locks: its state word, its
+//! per-thread shards and its phases' waker lists, the code that ships (only `Arc`
+//! stays std).
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`

@@ -188,6 +188,7 @@ impl wind_down::GracefulConnection for IdleConn {
 enum Lib {
     Bare,
     EventListener,
+    Slab,
     WindDownWatch,
     WindDownGuard,
     TokioGraceful,
@@ -196,7 +197,7 @@ enum Lib {
     TokioUtil,
 }
 
-const PLAIN: [(Lib, &str); 8] = [
+const PLAIN: [(Lib, &str); 9] = [
     (
         Lib::Bare,
         "baseline: tokio Notify + atomic count (hand-rolled)",
@@ -204,6 +205,10 @@ const PLAIN: [(Lib, &str); 8] = [
     (
         Lib::EventListener,
         "reference: event-listener Event + atomic count (hand-rolled)",
+    ),
+    (
+        Lib::Slab,
+        "reference: waker slab + atomic count (hand-rolled; see slab.rs)",
     ),
     (Lib::WindDownWatch, "wind-down watch(conn)"),
     (Lib::WindDownGuard, "wind-down guard() + triggered()"),
@@ -246,6 +251,23 @@ async fn plain_round(lib: Lib, n: usize, case: &str) -> Duration {
                 let (bare, p) = (bare.clone(), probe.clone());
                 probe.spawn(async move {
                     bare.triggered().await;
+                    p.finished();
+                    drop(token);
+                });
+            }
+            probe.wait_ready(n).await;
+            let start = Instant::now();
+            bare.trigger_and_drain().await;
+            start.elapsed()
+        }
+        Lib::Slab => {
+            let bare = Arc::new(crate::slab::SlabBare::default());
+            for _ in 0..n {
+                let token = bare.enter();
+                let wait = bare.triggered();
+                let p = probe.clone();
+                probe.spawn(async move {
+                    wait.await;
                     p.finished();
                     drop(token);
                 });

@@ -19,6 +19,7 @@ mod http;
 mod memory;
 mod report;
 mod serving;
+mod slab;
 mod sys;
 
 use report::{Group, Report};

@@ -106,6 +106,16 @@ pub fn memory(rt: &tokio::runtime::Runtime, report: &mut Report) {
         wait_state(|| notify.notified()),
     );
 
+    let slab = Arc::new(crate::slab::SlabBare::default());
+    row(
+        "reference: waker slab",
+        "SlabToken",
+        size_of::<crate::slab::SlabToken>(),
+        allocs_per_guard(|| slab.enter()),
+        "SlabWait (see slab.rs)",
+        wait_state(|| slab.triggered()),
+    );
+
     let s = wind_down::Shutdown::new();
     row(
         "wind-down",
@@ -212,7 +222,11 @@ pub fn memory(rt: &tokio::runtime::Runtime, report: &mut Report) {
     });
     let best_peer = rows
         .iter()
-        .filter(|r| !matches!(r[0].as_str(), "baseline" | "wind-down") && r[1] != "-")
+        .filter(|r| {
+            !matches!(r[0].as_str(), "baseline" | "wind-down")
+                && !r[0].starts_with("reference")
+                && r[1] != "-"
+        })
         .filter_map(|r| r[8].parse::<f64>().ok().map(|v| (v, r[0].clone())))
         .min_by(|a, b| a.0.total_cmp(&b.0));
     let verdict = |value: f64, max: f64, unit: &str| {
