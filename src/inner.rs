@@ -49,11 +49,20 @@ pub(crate) const ONE: usize = 16;
 /// One shard's hold: the top 6 bits (at most 32 shards).
 pub(crate) const HOLD_ONE: usize = 1 << (usize::BITS - 6);
 /// Direct counts above this abort the process, like `Arc`'s reference count does.
-const MAX_DIRECT: usize = HOLD_ONE / 2;
+const MAX_DIRECT: usize = HOLD_ONE / ONE / 2;
+/// The most holds the field takes. At most 32 shards hold at once, but arrivals
+/// that race each take one for a moment; one that finds the field full counts
+/// directly instead.
+const MAX_HOLDS: usize = usize::MAX / HOLD_ONE;
 
 /// The watchers counted on the state word directly.
 pub(crate) const fn direct(state: usize) -> usize {
     (state & (HOLD_ONE - 1)) / ONE
+}
+
+/// The shards holding a count on the state word (and arrivals in progress).
+const fn holds(state: usize) -> usize {
+    state / HOLD_ONE
 }
 
 /// Whether nothing is counted: no direct watcher and no holding shard.
@@ -191,7 +200,7 @@ impl Inner {
     fn acquire_slow(this: &Arc<Inner>) -> Result<Held, Cancelled> {
         if let Some(shard) = this.thread_shard() {
             let acquired = shard.try_acquire(
-                || Inner::acquire_on_word(this, HOLD_ONE).map(drop),
+                || Inner::acquire_on_word(this, HOLD_ONE).map(|held| held.is_some()),
                 // SAFETY: gives back the hold taken just above; `this` keeps the
                 // coordinator alive.
                 || unsafe { Inner::release_on_word(main_ptr(this), HOLD_ONE) },
@@ -203,27 +212,56 @@ impl Inner {
         Inner::acquire_main(this).map(Held::main)
     }
 
+    /// Adds one to `shard` (of `self`), arriving on it if it does not hold yet, for
+    /// a caller that holds a count on `self`. `false` if the shard is closed, the
+    /// holds field is full, or the coordinator is forced: the caller counts where
+    /// its own count is instead.
+    #[inline(never)]
+    fn arrive_held(&self, shard: &Shard) -> bool {
+        let acquired = shard.try_acquire(
+            // The caller's count keeps the coordinator undrained and HOLDS_REF set,
+            // so this is never the first acquisition: no strong reference to take.
+            || {
+                let first = self.try_acquire(HOLD_ONE)?;
+                debug_assert_ne!(first, Some(true), "a held count implies HOLDS_REF");
+                Ok(first.is_some())
+            },
+            // SAFETY: gives back the hold taken just above; the caller's count keeps
+            // the coordinator alive.
+            || unsafe { Inner::release_on_word(shard.inner(), HOLD_ONE) },
+        );
+        matches!(acquired, Some(Ok(())))
+    }
+
     /// Adds one direct watcher unless the coordinator is drained or forced, and
     /// returns a pointer that stays valid while that count is held.
     pub(crate) fn acquire_main(this: &Arc<Inner>) -> Result<NonNull<Inner>, Cancelled> {
-        Inner::acquire_on_word(this, ONE)
+        Inner::acquire_on_word(this, ONE).map(|held| held.expect("a direct count always fits"))
     }
 
     /// Adds `amount` (one direct watcher, [`ONE`], or one shard's hold,
-    /// [`HOLD_ONE`]) unless the coordinator is drained or forced.
-    fn acquire_on_word(this: &Arc<Inner>, amount: usize) -> Result<NonNull<Inner>, Cancelled> {
-        if this.try_acquire(amount)? {
+    /// [`HOLD_ONE`]) unless the coordinator is drained or forced. `Ok(None)` if
+    /// the holds field is full (for a hold only; nothing was added).
+    fn acquire_on_word(
+        this: &Arc<Inner>,
+        amount: usize,
+    ) -> Result<Option<NonNull<Inner>>, Cancelled> {
+        let Some(first) = this.try_acquire(amount)? else {
+            return Ok(None);
+        };
+        if first {
             // The first acquisition: take the watchers' shared strong reference,
             // given back at the drain. Our own count keeps the drain away until then.
             // SAFETY: `this` is a live `Arc`.
             unsafe { Arc::increment_strong_count(Arc::as_ptr(this)) };
         }
-        Ok(main_ptr(this))
+        Ok(Some(main_ptr(this)))
     }
 
-    /// Adds `amount` unless the coordinator is drained or forced. Returns `true` if
-    /// this was the first acquisition ever (it set HOLDS_REF).
-    fn try_acquire(&self, amount: usize) -> Result<bool, Cancelled> {
+    /// Adds `amount` unless the coordinator is drained or forced. Returns whether
+    /// this was the first acquisition ever (it set HOLDS_REF), or `None` if
+    /// `amount` is a hold and the holds field is full.
+    fn try_acquire(&self, amount: usize) -> Result<Option<bool>, Cancelled> {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             if cur & FORCED != 0 {
@@ -232,8 +270,11 @@ impl Inner {
             if is_drained(cur) {
                 return Err(Cancelled::Drained);
             }
-            if direct(cur) > MAX_DIRECT / ONE {
+            if direct(cur) > MAX_DIRECT {
                 std::process::abort();
+            }
+            if amount == HOLD_ONE && holds(cur) == MAX_HOLDS {
+                return Ok(None);
             }
             match self.state.compare_exchange_weak(
                 cur,
@@ -241,7 +282,7 @@ impl Inner {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(cur & HOLDS_REF == 0),
+                Ok(_) => return Ok(Some(cur & HOLDS_REF == 0)),
                 Err(actual) => cur = actual,
             }
         }
@@ -250,7 +291,7 @@ impl Inner {
     /// Adds one to a count that the caller already holds one of, so it cannot be zero.
     pub(crate) fn acquire_held(&self) {
         let prev = self.state.fetch_add(ONE, Ordering::Relaxed);
-        if direct(prev) > MAX_DIRECT / ONE {
+        if direct(prev) > MAX_DIRECT {
             std::process::abort();
         }
     }
@@ -332,7 +373,7 @@ impl Inner {
         remaining
     }
 
-    /// Closes every shard; returns how many counts on the state word they gave up.
+    /// Closes every shard; returns how many holds the caller must give back.
     fn close_shards(&self) -> usize {
         self.shards.iter().filter(|shard| shard.close()).count()
     }
@@ -532,13 +573,14 @@ impl Held {
         unsafe { ptr.as_ref() }
     }
 
-    /// One more count: on this thread's shard if it is open and holds (so clones
-    /// made on another thread do not contend with this one), else where this one
-    /// is held. Never refused.
+    /// One more count: on this thread's shard while it is open (so clones made on
+    /// another thread do not contend with this one), else where this one is held.
+    /// Never refused.
     #[inline]
     pub(crate) fn acquire_held(&self) -> Held {
-        if let Some(shard) = self.inner().thread_shard() {
-            if shard.try_acquire_fast() {
+        let inner = self.inner();
+        if let Some(shard) = inner.thread_shard() {
+            if shard.try_acquire_fast() || inner.arrive_held(shard) {
                 return Held::shard(shard);
             }
         }
@@ -557,22 +599,17 @@ impl Held {
     /// given back once: `self` is not used afterwards.
     #[inline]
     pub(crate) unsafe fn release(&self) {
-        let main = match self.as_shard() {
+        let (main, amount) = match self.as_shard() {
             Some(shard) => {
                 // Read before the release: after it, only a departing caller still
-                // holds a count (the shard's, on the state word).
+                // holds something on the coordinator (the shard's hold).
                 let inner = shard.inner();
                 if !shard.release() {
                     return;
                 }
-                inner
+                (inner, HOLD_ONE)
             }
-            None => self.0.cast::<Inner>(),
-        };
-        let amount = if self.as_shard().is_some() {
-            HOLD_ONE
-        } else {
-            ONE
+            None => (self.0.cast::<Inner>(), ONE),
         };
         // SAFETY: a count on the state word that this caller holds: the guard's own,
         // or the shard's hold, which this release emptied after its close.
@@ -584,4 +621,38 @@ fn lock<T>(m: &Mutex<T>) -> impl std::ops::DerefMut<Target = T> + '_ {
     // No code runs user callbacks under this lock, so poisoning carries no broken
     // invariant; recover the guard.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, not(wind_down_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrival_with_the_holds_field_full_counts_on_the_state_word() {
+        let inner = Inner::new_root();
+        // Fill the holds field, as many racing arrivals would for a moment.
+        for _ in 0..MAX_HOLDS {
+            assert!(Inner::acquire_on_word(&inner, HOLD_ONE).unwrap().is_some());
+        }
+        assert_eq!(
+            Inner::acquire_on_word(&inner, HOLD_ONE),
+            Ok(None),
+            "no room for one more hold"
+        );
+        // This thread's shard never held: the guard's arrival finds no room and the
+        // guard counts on the state word directly.
+        let held = Inner::acquire(&inner).unwrap();
+        assert!(held.as_shard().is_none());
+        assert_eq!((direct(inner.state()), inner.watchers()), (1, 1));
+        for _ in 0..MAX_HOLDS {
+            // SAFETY: the holds taken above, given back once; `inner` keeps it alive.
+            unsafe { Inner::release_on_word(main_ptr(&inner), HOLD_ONE) };
+        }
+        inner.trigger();
+        assert!(!is_drained(inner.state()), "the guard is alive");
+        // SAFETY: taken above, given back once.
+        unsafe { held.release() };
+        assert!(is_drained(inner.state()));
+        assert_eq!(inner.watchers(), 0);
+    }
 }

@@ -84,12 +84,13 @@ impl Shard {
     }
 
     /// Adds one to this shard's count, arriving first if it does not hold yet.
-    /// `None` if the shard is closed: count on the state word instead.
+    /// `None` if the shard is closed, or if arriving found no room for one more
+    /// hold (`acquire_hold` returned `Ok(false)`): count on the state word instead.
     /// `Some(Err(..))` if arriving was refused (drained or forced).
     pub(crate) fn try_acquire(
         &self,
-        acquire_main: impl Fn() -> Result<(), crate::Cancelled>,
-        release_main: impl Fn(),
+        acquire_hold: impl Fn() -> Result<bool, crate::Cancelled>,
+        release_hold: impl Fn(),
     ) -> Option<Result<(), crate::Cancelled>> {
         let mut cur = self.word.load(Ordering::Acquire);
         // Lock-free, not wait-free: every failed compare-exchange means another
@@ -104,8 +105,10 @@ impl Shard {
             if cur & HOLDS == 0 {
                 // Arrival: take the shard's hold on the state word first, so that
                 // the word never says HOLDS without the hold being taken.
-                if let Err(refused) = acquire_main() {
-                    return Some(Err(refused));
+                match acquire_hold() {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(refused) => return Some(Err(refused)),
                 }
                 match self.word.compare_exchange(
                     cur,
@@ -116,7 +119,7 @@ impl Shard {
                     Ok(_) => return Some(Ok(())),
                     Err(actual) => {
                         // Another thread arrived first, or the shard was closed.
-                        release_main();
+                        release_hold();
                         cur = actual;
                     }
                 }

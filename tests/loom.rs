@@ -379,3 +379,42 @@ fn g2_cross_shard_clone_vs_trigger() {
         assert_eq!(s.watchers(), 0);
     });
 }
+
+/// (k) A guard cloned on a thread whose shard never held (the clone arrives on
+/// it) while the coordinator is forced: the clone always succeeds (on its thread's
+/// shard, or where the original counts once arriving is refused), the force counts
+/// every live guard, and the drain ends only after both are gone.
+#[test]
+fn g2_clone_arriving_on_its_shard_vs_force() {
+    loom::model(|| {
+        let s = Shutdown::new();
+        let g = s.guard().unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let cloner = {
+            let released = released.clone();
+            thread::spawn(move || {
+                let clone = g.clone();
+                assert!(clone.watchers() >= 1);
+                drop(g);
+                released.store(true, Ordering::Release);
+                drop(clone);
+            })
+        };
+        let outcome = s.force();
+        match outcome {
+            wind_down::Outcome::Forced { remaining: 1 | 2 } => {}
+            wind_down::Outcome::Drained => assert!(
+                released.load(Ordering::Acquire),
+                "forced with no watcher counted while a guard was alive"
+            ),
+            other => panic!("{other:?}"),
+        }
+        block_on(s.drained());
+        assert!(
+            released.load(Ordering::Acquire),
+            "drained while a cloned guard was alive"
+        );
+        cloner.join().unwrap();
+        assert_eq!(s.watchers(), 0);
+    });
+}
