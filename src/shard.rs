@@ -40,12 +40,19 @@ pub(crate) const fn shard_count(word: usize) -> usize {
 }
 
 /// One shard: its word, on a cache line of its own, and its coordinator.
-#[repr(align(128))]
+///
+/// 128 bytes: the word in the first 64-byte line, the read-only pointer in the
+/// second, so that a thread reading the pointer of another thread's shard (to clone
+/// a guard counted there) does not pull the line that thread keeps writing.
+#[repr(C, align(128))]
 pub(crate) struct Shard {
-    word: AtomicUsize,
+    word: Line<AtomicUsize>,
     /// The coordinator this shard belongs to (it lives inside it).
     inner: NonNull<Inner>,
 }
+
+#[repr(align(64))]
+struct Line<T>(T);
 
 // SAFETY: `inner` points to the `Inner` that owns this shard, which is `Send + Sync`;
 // the shard only reads through it and uses its atomics.
@@ -56,7 +63,7 @@ unsafe impl Sync for Shard {}
 impl Shard {
     pub(crate) fn new(inner: NonNull<Inner>) -> Shard {
         Shard {
-            word: AtomicUsize::new(0),
+            word: Line(AtomicUsize::new(0)),
             inner,
         }
     }
@@ -66,7 +73,7 @@ impl Shard {
     }
 
     pub(crate) fn load(&self) -> usize {
-        self.word.load(Ordering::Acquire)
+        self.word.0.load(Ordering::Acquire)
     }
 
     /// Adds one to this shard's count if it is open and holds: the common case,
@@ -74,11 +81,12 @@ impl Shard {
     /// race); [`try_acquire`](Shard::try_acquire) then handles every case.
     #[inline]
     pub(crate) fn try_acquire_fast(&self) -> bool {
-        let cur = self.word.load(Ordering::Relaxed);
+        let cur = self.word.0.load(Ordering::Relaxed);
         cur & (CLOSED | HOLDS) == HOLDS
             && cur <= MAX_WORD
             && self
                 .word
+                .0
                 .compare_exchange_weak(cur, cur + SHARD_ONE, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
     }
@@ -92,7 +100,7 @@ impl Shard {
         acquire_hold: impl Fn() -> Result<bool, crate::Cancelled>,
         release_hold: impl Fn(),
     ) -> Option<Result<(), crate::Cancelled>> {
-        let mut cur = self.word.load(Ordering::Acquire);
+        let mut cur = self.word.0.load(Ordering::Acquire);
         // Lock-free, not wait-free: every failed compare-exchange means another
         // thread changed this word (a guard, an arrival or the close).
         loop {
@@ -110,7 +118,7 @@ impl Shard {
                     Ok(false) => return None,
                     Err(refused) => return Some(Err(refused)),
                 }
-                match self.word.compare_exchange(
+                match self.word.0.compare_exchange(
                     cur,
                     (cur + SHARD_ONE) | HOLDS,
                     Ordering::AcqRel,
@@ -124,7 +132,7 @@ impl Shard {
                     }
                 }
             } else {
-                match self.word.compare_exchange_weak(
+                match self.word.0.compare_exchange_weak(
                     cur,
                     cur + SHARD_ONE,
                     Ordering::AcqRel,
@@ -140,7 +148,7 @@ impl Shard {
     /// Adds one to a count that the caller already holds one of.
     #[inline]
     pub(crate) fn acquire_held(&self) {
-        if self.word.fetch_add(SHARD_ONE, Ordering::Relaxed) > MAX_WORD {
+        if self.word.0.fetch_add(SHARD_ONE, Ordering::Relaxed) > MAX_WORD {
             std::process::abort();
         }
     }
@@ -149,7 +157,7 @@ impl Shard {
     /// the caller must then give back the shard's hold on the state word.
     #[inline]
     pub(crate) fn release(&self) -> bool {
-        let prev = self.word.fetch_sub(SHARD_ONE, Ordering::AcqRel);
+        let prev = self.word.0.fetch_sub(SHARD_ONE, Ordering::AcqRel);
         debug_assert!(
             shard_count(prev) > 0,
             "wind-down: shard released below zero"
@@ -160,7 +168,7 @@ impl Shard {
     /// Closes the shard. Returns `true` if the caller must give back the shard's
     /// hold on the state word: this call closed it, and it held and was empty.
     pub(crate) fn close(&self) -> bool {
-        let prev = self.word.fetch_or(CLOSED, Ordering::AcqRel);
+        let prev = self.word.0.fetch_or(CLOSED, Ordering::AcqRel);
         prev & CLOSED == 0 && prev & HOLDS != 0 && shard_count(prev) == 0
     }
 }
