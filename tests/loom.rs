@@ -348,35 +348,54 @@ fn g1_force_vs_trigger_closing_shards() {
     });
 }
 
+/// Takes a guard on this thread and clones it on a new thread, which drops both,
+/// setting the returned flag before the last drop. With `arrive_first` the new
+/// thread first makes its own shard hold (a guard taken and dropped), so the clone
+/// takes the fast path there; without it, the clone arrives on that shard itself.
+fn clone_on_another_thread(
+    s: &Shutdown,
+    arrive_first: bool,
+) -> (thread::JoinHandle<()>, Arc<AtomicBool>) {
+    let g = s.guard().unwrap();
+    let released = Arc::new(AtomicBool::new(false));
+    let cloner = {
+        let (s, released) = (s.clone(), released.clone());
+        thread::spawn(move || {
+            if arrive_first {
+                // After the trigger this counts on the state word instead.
+                drop(s.guard().expect("not drained while `g` lives"));
+            }
+            let clone = g.clone();
+            assert!(clone.watchers() >= 1);
+            drop(g);
+            released.store(true, Ordering::Release);
+            drop(clone);
+        })
+    };
+    (cloner, released)
+}
+
+/// Waits for the drain, which must come after both guards of
+/// [`clone_on_another_thread`] are gone.
+fn drained_after_clone(s: &Shutdown, cloner: thread::JoinHandle<()>, released: &AtomicBool) {
+    block_on(s.drained());
+    assert!(
+        released.load(Ordering::Acquire),
+        "drained while a cloned guard was alive"
+    );
+    cloner.join().unwrap();
+    assert_eq!(s.watchers(), 0);
+}
+
 /// (j) A guard cloned on another thread (counting on that thread's shard) while the
 /// original is dropped and the coordinator triggered: the drain waits for the clone.
 #[test]
 fn g2_cross_shard_clone_vs_trigger() {
     loom::model(|| {
         let s = Shutdown::new();
-        let g = s.guard().unwrap();
-        let released = Arc::new(AtomicBool::new(false));
-        let cloner = {
-            let released = released.clone();
-            let s = s.clone();
-            thread::spawn(move || {
-                // Makes this thread's shard hold (or, after the trigger, counts on
-                // the state word), so the clone counts on this thread's shard.
-                drop(s.guard().expect("not drained while `g` lives"));
-                let clone = g.clone();
-                drop(g);
-                released.store(true, Ordering::Release);
-                drop(clone);
-            })
-        };
+        let (cloner, released) = clone_on_another_thread(&s, true);
         s.trigger();
-        block_on(s.drained());
-        assert!(
-            released.load(Ordering::Acquire),
-            "drained while a cloned guard was alive"
-        );
-        cloner.join().unwrap();
-        assert_eq!(s.watchers(), 0);
+        drained_after_clone(&s, cloner, &released);
     });
 }
 
@@ -388,20 +407,8 @@ fn g2_cross_shard_clone_vs_trigger() {
 fn g2_clone_arriving_on_its_shard_vs_force() {
     loom::model(|| {
         let s = Shutdown::new();
-        let g = s.guard().unwrap();
-        let released = Arc::new(AtomicBool::new(false));
-        let cloner = {
-            let released = released.clone();
-            thread::spawn(move || {
-                let clone = g.clone();
-                assert!(clone.watchers() >= 1);
-                drop(g);
-                released.store(true, Ordering::Release);
-                drop(clone);
-            })
-        };
-        let outcome = s.force();
-        match outcome {
+        let (cloner, released) = clone_on_another_thread(&s, false);
+        match s.force() {
             wind_down::Outcome::Forced { remaining: 1 | 2 } => {}
             wind_down::Outcome::Drained => assert!(
                 released.load(Ordering::Acquire),
@@ -409,12 +416,6 @@ fn g2_clone_arriving_on_its_shard_vs_force() {
             ),
             other => panic!("{other:?}"),
         }
-        block_on(s.drained());
-        assert!(
-            released.load(Ordering::Acquire),
-            "drained while a cloned guard was alive"
-        );
-        cloner.join().unwrap();
-        assert_eq!(s.watchers(), 0);
+        drained_after_clone(&s, cloner, &released);
     });
 }
