@@ -50,6 +50,34 @@ impl Probe {
         }
     }
 
+    /// One timed round: spawns `n` tasks, each holding the token from `enter` until
+    /// the wait future from `enter` resolves (then it counts as finished and drops
+    /// the token); once all are ready, times `drain` (trigger, then drained).
+    async fn timed_round<T, W>(
+        &self,
+        n: usize,
+        mut enter: impl FnMut() -> (T, W),
+        drain: impl Future<Output = ()>,
+    ) -> Duration
+    where
+        T: Send + 'static,
+        W: Future + Send + 'static,
+    {
+        for _ in 0..n {
+            let (token, wait) = enter();
+            let p = self.clone();
+            self.spawn(async move {
+                let _ = wait.await;
+                p.finished();
+                drop(token);
+            });
+        }
+        self.wait_ready(n).await;
+        let start = Instant::now();
+        drain.await;
+        start.elapsed()
+    }
+
     /// After the timed part: every task ran to its end (bounded wait, not timed).
     async fn check_done(&self, n: usize, case: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -230,52 +258,24 @@ async fn plain_round(lib: Lib, n: usize, case: &str) -> Duration {
     let elapsed = match lib {
         Lib::Bare => {
             let bare = Arc::new(Bare::default());
-            for _ in 0..n {
-                let token = bare.enter();
-                let (bare, probe) = (bare.clone(), probe.clone());
-                probe.clone().spawn(async move {
-                    bare.triggered().await;
-                    probe.finished();
-                    drop(token);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            bare.trigger_and_drain().await;
-            start.elapsed()
+            let enter = || {
+                let b = bare.clone();
+                (bare.enter(), async move { b.triggered().await })
+            };
+            probe.timed_round(n, enter, bare.trigger_and_drain()).await
         }
         Lib::EventListener => {
             let bare = Arc::new(ElBare::default());
-            for _ in 0..n {
-                let token = bare.enter();
-                let (bare, p) = (bare.clone(), probe.clone());
-                probe.spawn(async move {
-                    bare.triggered().await;
-                    p.finished();
-                    drop(token);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            bare.trigger_and_drain().await;
-            start.elapsed()
+            let enter = || {
+                let b = bare.clone();
+                (bare.enter(), async move { b.triggered().await })
+            };
+            probe.timed_round(n, enter, bare.trigger_and_drain()).await
         }
         Lib::Slab => {
             let bare = Arc::new(crate::slab::SlabBare::default());
-            for _ in 0..n {
-                let token = bare.enter();
-                let wait = bare.triggered();
-                let p = probe.clone();
-                probe.spawn(async move {
-                    wait.await;
-                    p.finished();
-                    drop(token);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            bare.trigger_and_drain().await;
-            start.elapsed()
+            let enter = || (bare.enter(), bare.triggered());
+            probe.timed_round(n, enter, bare.trigger_and_drain()).await
         }
         Lib::WindDownWatch => {
             let shutdown = wind_down::Shutdown::new();
@@ -296,21 +296,12 @@ async fn plain_round(lib: Lib, n: usize, case: &str) -> Duration {
         }
         Lib::WindDownGuard => {
             let shutdown = wind_down::Shutdown::new();
-            for _ in 0..n {
-                let guard = shutdown.guard().expect("not drained");
-                let wait = shutdown.triggered();
-                let p = probe.clone();
-                probe.spawn(async move {
-                    wait.await;
-                    p.finished();
-                    drop(guard);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            shutdown.trigger();
-            shutdown.drained().await;
-            start.elapsed()
+            let enter = || (shutdown.guard().expect("not drained"), shutdown.triggered());
+            let drain = async {
+                shutdown.trigger();
+                shutdown.drained().await;
+            };
+            probe.timed_round(n, enter, drain).await
         }
         Lib::TokioGraceful => {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -334,58 +325,34 @@ async fn plain_round(lib: Lib, n: usize, case: &str) -> Duration {
         }
         Lib::AsyncShutdown => {
             let manager = async_shutdown::ShutdownManager::<()>::new();
-            for _ in 0..n {
+            let enter = || {
                 let token = manager.delay_shutdown_token().expect("running");
-                let wait = manager.wait_shutdown_triggered();
-                let p = probe.clone();
-                probe.spawn(async move {
-                    wait.await;
-                    p.finished();
-                    drop(token);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            manager.trigger_shutdown(()).expect("first trigger");
-            manager.wait_shutdown_complete().await;
-            start.elapsed()
+                (token, manager.wait_shutdown_triggered())
+            };
+            let drain = async {
+                manager.trigger_shutdown(()).expect("first trigger");
+                manager.wait_shutdown_complete().await;
+            };
+            probe.timed_round(n, enter, drain).await
         }
         Lib::Swansong => {
             let swansong = swansong::Swansong::new();
-            for _ in 0..n {
-                let guard = swansong.guard();
-                let wait = swansong.shutting_down();
-                let p = probe.clone();
-                probe.spawn(async move {
-                    wait.await;
-                    p.finished();
-                    drop(guard);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            swansong.shut_down().await;
-            start.elapsed()
+            let enter = || (swansong.guard(), swansong.shutting_down());
+            let drain = async {
+                swansong.shut_down().await;
+            };
+            probe.timed_round(n, enter, drain).await
         }
         Lib::TokioUtil => {
             let tracker = tokio_util::task::TaskTracker::new();
             let cancel = tokio_util::sync::CancellationToken::new();
-            for _ in 0..n {
-                let token = tracker.token();
-                let wait = cancel.clone().cancelled_owned();
-                let p = probe.clone();
-                probe.spawn(async move {
-                    wait.await;
-                    p.finished();
-                    drop(token);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            cancel.cancel();
-            tracker.close();
-            tracker.wait().await;
-            start.elapsed()
+            let enter = || (tracker.token(), cancel.clone().cancelled_owned());
+            let drain = async {
+                cancel.cancel();
+                tracker.close();
+                tracker.wait().await;
+            };
+            probe.timed_round(n, enter, drain).await
         }
     };
     probe.check_done(n, case).await;
