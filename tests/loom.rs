@@ -69,6 +69,28 @@ fn g3_last_guard_drop_vs_trigger_vs_drained_waiter() {
     });
 }
 
+/// Takes a guard from `s` on a new thread and drops it there, setting the returned
+/// flag just before the drop. The thread returns whether it got the guard; a
+/// refusal must be `Drained` (the models call it only before any force).
+fn take_guard_on_another_thread(s: &Shutdown) -> (thread::JoinHandle<bool>, Arc<AtomicBool>) {
+    let released = Arc::new(AtomicBool::new(false));
+    let taker = {
+        let (s, released) = (s.clone(), released.clone());
+        thread::spawn(move || match s.guard() {
+            Ok(g) => {
+                released.store(true, Ordering::Release);
+                drop(g);
+                true
+            }
+            Err(e) => {
+                assert_eq!(e, Cancelled::Drained);
+                false
+            }
+        })
+    };
+    (taker, released)
+}
+
 /// (c) With the trigger done, a new guard from `Shutdown::guard` races the final
 /// guard's drop: the drain is never observed while a guard that was handed out is
 /// still alive, and a refused guard is refused as drained.
@@ -78,21 +100,7 @@ fn g2_new_guard_vs_final_drop() {
         let s = Shutdown::new();
         let first = s.guard().unwrap();
         s.trigger();
-        let released = Arc::new(AtomicBool::new(false));
-        let taker = {
-            let (s, released) = (s.clone(), released.clone());
-            thread::spawn(move || match s.guard() {
-                Ok(g) => {
-                    released.store(true, Ordering::Release);
-                    drop(g);
-                    true
-                }
-                Err(e) => {
-                    assert_eq!(e, Cancelled::Drained);
-                    false
-                }
-            })
-        };
+        let (taker, released) = take_guard_on_another_thread(&s);
         let dropper = thread::spawn(move || drop(first));
         block_on(s.drained());
         let released_at_drain = released.load(Ordering::Acquire);
@@ -261,21 +269,7 @@ fn g6_force_vs_last_guard_drop() {
 fn g2_shard_arrival_vs_trigger() {
     loom::model(|| {
         let s = Shutdown::new();
-        let released = Arc::new(AtomicBool::new(false));
-        let taker = {
-            let (s, released) = (s.clone(), released.clone());
-            thread::spawn(move || match s.guard() {
-                Ok(g) => {
-                    released.store(true, Ordering::Release);
-                    drop(g);
-                    true
-                }
-                Err(e) => {
-                    assert_eq!(e, Cancelled::Drained);
-                    false
-                }
-            })
-        };
+        let (taker, released) = take_guard_on_another_thread(&s);
         s.trigger();
         block_on(s.drained());
         let released_at_drain = released.load(Ordering::Acquire);
@@ -295,34 +289,24 @@ fn g2_two_shards_release_vs_trigger() {
     loom::model(|| {
         let s = Shutdown::new();
         let g0 = s.guard().unwrap();
-        let released = Arc::new(AtomicUsize::new(0));
-        let taker = {
-            let (s, released) = (s.clone(), released.clone());
-            thread::spawn(move || match s.guard() {
-                Ok(g) => {
-                    released.fetch_add(1, Ordering::AcqRel);
-                    drop(g);
-                    true
-                }
-                Err(e) => {
-                    assert_eq!(e, Cancelled::Drained);
-                    false
-                }
-            })
-        };
+        let (taker, taken_released) = take_guard_on_another_thread(&s);
+        let g0_released = Arc::new(AtomicBool::new(false));
         let dropper = {
-            let released = released.clone();
+            let g0_released = g0_released.clone();
             thread::spawn(move || {
-                released.fetch_add(1, Ordering::AcqRel);
+                g0_released.store(true, Ordering::Release);
                 drop(g0);
             })
         };
         s.trigger();
         block_on(s.drained());
-        let released_at_drain = released.load(Ordering::Acquire);
+        let at_drain = (
+            g0_released.load(Ordering::Acquire),
+            taken_released.load(Ordering::Acquire),
+        );
         let took = taker.join().unwrap();
         dropper.join().unwrap();
-        assert_eq!(released_at_drain, 1 + usize::from(took));
+        assert_eq!(at_drain, (true, took), "drained while a guard was alive");
         assert_eq!(s.watchers(), 0);
     });
 }
