@@ -24,10 +24,10 @@ pub struct Guard {
     count: Held,
 }
 
-// SAFETY: a guard is a counted pointer to an `Inner`, which is `Send + Sync`; it
-// only reads the state word and gives back its count.
+// SAFETY: a guard is a counted pointer to an `Inner` or to one of its shards, both
+// `Send + Sync`; it only uses their atomics (to read, to count, to give back).
 unsafe impl Send for Guard {}
-// SAFETY: as above; `&Guard` only reads.
+// SAFETY: as above; `&Guard` reads, or takes one more count (`clone`) atomically.
 unsafe impl Sync for Guard {}
 
 impl Guard {
