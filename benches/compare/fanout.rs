@@ -385,48 +385,38 @@ async fn hyper_round(lib: HyperLib, n: usize, case: &str) -> Duration {
     let elapsed = match lib {
         HyperLib::Bare => {
             let bare = Arc::new(Bare::default());
-            for _ in 0..n {
+            let enter = || {
                 let token = bare.enter();
-                let conn = idle_http1_conn(NeverIo);
-                let (bare, p) = (bare.clone(), probe.clone());
-                probe.spawn(async move {
+                let (bare, conn) = (bare.clone(), idle_http1_conn(NeverIo));
+                let serve = async move {
                     let mut conn = pin!(conn);
                     let mut trigger = pin!(bare.triggered());
                     let mut asked = false;
-                    let _ = poll_fn(|cx| {
+                    poll_fn(|cx| {
                         if !asked && trigger.as_mut().poll(cx).is_ready() {
                             asked = true;
                             conn.as_mut().graceful_shutdown();
                         }
                         conn.as_mut().poll(cx)
                     })
-                    .await;
-                    p.finished();
-                    drop(token);
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            bare.trigger_and_drain().await;
-            start.elapsed()
+                    .await
+                };
+                (token, serve)
+            };
+            probe.timed_round(n, enter, bare.trigger_and_drain()).await
         }
         HyperLib::WindDown => {
             let shutdown = wind_down::Shutdown::new();
-            for _ in 0..n {
-                let watched = shutdown.watch(idle_http1_conn(NeverIo));
-                let p = probe.clone();
-                probe.spawn(async move {
-                    let _ = watched.await;
-                    p.finished();
-                });
-            }
-            probe.wait_ready(n).await;
-            let start = Instant::now();
-            shutdown.trigger();
-            shutdown.drained().await;
-            start.elapsed()
+            let enter = || ((), shutdown.watch(idle_http1_conn(NeverIo)));
+            let drain = async {
+                shutdown.trigger();
+                shutdown.drained().await;
+            };
+            probe.timed_round(n, enter, drain).await
         }
         HyperLib::HyperUtil => {
+            // `shutdown` consumes the coordinator that `watch` borrows, so this case
+            // cannot hand both to `timed_round`.
             let graceful = hyper_util::server::graceful::GracefulShutdown::new();
             for _ in 0..n {
                 let watched = graceful.watch(idle_http1_conn(NeverIo));
