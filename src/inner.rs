@@ -199,12 +199,12 @@ impl Inner {
     #[inline(never)]
     fn acquire_slow(this: &Arc<Inner>) -> Result<Held, Cancelled> {
         if let Some(shard) = this.thread_shard() {
-            let acquired = shard.try_acquire(
-                || Inner::acquire_on_word(this, HOLD_ONE).map(|held| held.is_some()),
-                // SAFETY: gives back the hold taken just above; `this` keeps the
-                // coordinator alive.
-                || unsafe { Inner::release_on_word(main_ptr(this), HOLD_ONE) },
-            );
+            // SAFETY: `this` keeps the coordinator alive.
+            let acquired = unsafe {
+                shard.try_acquire(|| {
+                    Inner::acquire_on_word(this, HOLD_ONE).map(|held| held.is_some())
+                })
+            };
             if let Some(acquired) = acquired {
                 return acquired.map(|()| Held::shard(shard));
             }
@@ -218,18 +218,16 @@ impl Inner {
     /// its own count is instead.
     #[inline(never)]
     fn arrive_held(&self, shard: &Shard) -> bool {
-        let acquired = shard.try_acquire(
-            // The caller's count keeps the coordinator undrained and HOLDS_REF set,
-            // so this is never the first acquisition: no strong reference to take.
-            || {
+        // SAFETY: the caller's count keeps the coordinator alive.
+        let acquired = unsafe {
+            shard.try_acquire(|| {
+                // That count also keeps HOLDS_REF set, so this is never the first
+                // acquisition: no strong reference to take.
                 let first = self.try_acquire(HOLD_ONE)?;
                 debug_assert_ne!(first, Some(true), "a held count implies HOLDS_REF");
                 Ok(first.is_some())
-            },
-            // SAFETY: gives back the hold taken just above; the caller's count keeps
-            // the coordinator alive.
-            || unsafe { Inner::release_on_word(shard.inner(), HOLD_ONE) },
-        );
+            })
+        };
         matches!(acquired, Some(Ok(())))
     }
 
@@ -314,7 +312,7 @@ impl Inner {
     /// # Safety
     ///
     /// As [`release`](Inner::release), for a count of that kind.
-    unsafe fn release_on_word(ptr: NonNull<Inner>, amount: usize) {
+    pub(crate) unsafe fn release_on_word(ptr: NonNull<Inner>, amount: usize) {
         let drained_with_ref = {
             // SAFETY: the count we still hold keeps the coordinator undrained, so the
             // watchers' shared reference keeps it alive until our `fetch_sub`, and

@@ -26,7 +26,7 @@
 
 use std::ptr::NonNull;
 
-use crate::inner::Inner;
+use crate::inner::{HOLD_ONE, Inner};
 use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) const CLOSED: usize = 1;
@@ -95,10 +95,14 @@ impl Shard {
     /// `None` if the shard is closed, or if arriving found no room for one more
     /// hold (`acquire_hold` returned `Ok(false)`): count on the state word instead.
     /// `Some(Err(..))` if arriving was refused (drained or forced).
-    pub(crate) fn try_acquire(
+    ///
+    /// # Safety
+    ///
+    /// The coordinator stays alive during the call (the caller holds an `Arc` of
+    /// it, or a count on it): a lost arrival gives its hold back here.
+    pub(crate) unsafe fn try_acquire(
         &self,
         acquire_hold: impl Fn() -> Result<bool, crate::Cancelled>,
-        release_hold: impl Fn(),
     ) -> Option<Result<(), crate::Cancelled>> {
         let mut cur = self.word.0.load(Ordering::Acquire);
         // Lock-free, not wait-free: every failed compare-exchange means another
@@ -126,8 +130,10 @@ impl Shard {
                 ) {
                     Ok(_) => return Some(Ok(())),
                     Err(actual) => {
-                        // Another thread arrived first, or the shard was closed.
-                        release_hold();
+                        // Another thread arrived first, or the shard was closed:
+                        // give back the hold taken above.
+                        // SAFETY: the caller keeps the coordinator alive.
+                        unsafe { Inner::release_on_word(self.inner, HOLD_ONE) };
                         cur = actual;
                     }
                 }
