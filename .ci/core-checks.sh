@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Loom models and miri for the runtime-free core. Called by .ci/run; also runs on
-# its own from any directory. Each tool builds in its own target directory under
-# target/, so it never contends for the default one.
+# Loom models and miri for the runtime-free core, and the core's suites with 1 and
+# 32 shards per root (the main run uses the machine's count: 2 on a 2-core machine).
+# Called by .ci/run; also runs on its own from any directory. Loom and miri build in
+# target directories of their own, so they never contend for the default one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== loom (LOOM_MAX_PREEMPTIONS=2)"
-RUSTFLAGS="--cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
-  cargo test --release --test loom
+for shards in 1 32; do
+  echo "== invariants and stress with WIND_DOWN_SHARDS=$shards"
+  WIND_DOWN_SHARDS=$shards cargo test --all-features --test invariants --test stress
+done
 
-echo "== miri (core: unit tests, invariants on the blocking executor, stress)"
+# The models are a package of their own (loom/): they need `--cfg loom` for the
+# whole build, for event-listener's loom support, which the crate's dev-dependencies
+# do not build under.
+for shards in 1 2 32; do
+  echo "== loom (LOOM_MAX_PREEMPTIONS=2, WIND_DOWN_SHARDS=$shards)"
+  WIND_DOWN_SHARDS=$shards RUSTFLAGS="--cfg loom --cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 \
+    CARGO_TARGET_DIR=target/loom cargo test --release --manifest-path loom/Cargo.toml
+done
+
+echo "== miri (core: unit tests, invariants on the blocking executor, stress, ...)"
 rustup +nightly component add miri rust-src
 MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-disable-isolation" CARGO_TARGET_DIR=target/miri \
   cargo +nightly miri test --test invariants --test stress --test operability --test lifetime --lib

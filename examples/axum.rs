@@ -14,7 +14,7 @@ use wind_down::Server;
 use wind_down::tokio::{Signals, Tokio};
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::io::Result<std::process::ExitCode> {
     let signals = Signals::new()?;
     let router = Router::new()
         .route("/", get(|| async { "hello from axum\n" }))
@@ -39,5 +39,5 @@ async fn main() -> std::io::Result<()> {
         }
     };
     println!("outcome: {outcome}");
-    std::process::exit(outcome.exit_code());
+    Ok(outcome.into()) // 0 drained, 1 forced
 }

@@ -13,9 +13,11 @@
 #[path = "common/app.rs"]
 mod app;
 
+use std::process::ExitCode;
+
 use wind_down::tokio::{Signals, Tokio};
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -33,6 +35,5 @@ fn main() -> std::io::Result<()> {
             .await,
         )
     })?;
-    drop(runtime);
-    std::process::exit(outcome.exit_code());
+    Ok(outcome.into()) // 0 drained, 1 forced
 }

@@ -21,7 +21,7 @@ use wind_down::smol::{Signals, Smol};
 /// Worker threads running the executor, besides the main thread.
 const WORKERS: usize = 2;
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<std::process::ExitCode> {
     // Register the signal handlers first: a signal from now on starts the drain.
     let signals = Signals::new()?;
     let executor = Arc::new(smol::Executor::new());
@@ -43,5 +43,5 @@ fn main() -> std::io::Result<()> {
         drop(stop);
         outcome
     })?;
-    std::process::exit(outcome.exit_code());
+    Ok(outcome.into()) // 0 drained, 1 forced
 }

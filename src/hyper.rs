@@ -25,7 +25,10 @@ use hyper::service::{HttpService, Service};
 use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
-use crate::{GracefulConnection, Listener, Outcome, Runtime, ServeError, Server};
+use crate::coordinator::outcome::Outcome;
+use crate::coordinator::watch::GracefulConnection;
+use crate::server::runtime::{Listener, Runtime};
+use crate::server::{ServeError, Server};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 

@@ -1,28 +1,32 @@
 //! Graceful shutdown for async servers, on any runtime.
 //!
 //! A graceful shutdown stops taking new work while in-flight work completes, raced
-//! against a deadline. The core of this crate is a runtime-free coordinator,
-//! [`Shutdown`]: it counts *watchers* (on per-thread shards of one atomic state
-//! word) and wakes whoever waits for a phase (from one waker list per phase, woken
-//! all at once). It has no executor dependency and works on tokio, smol, or any
-//! executor that polls futures.
+//! against a deadline. The crate has four parts, each in its own module:
 //!
-//! - [`Shutdown::guard`] hands out a [`Guard`]: in-flight work the drain waits for.
-//! - [`Shutdown::watch`] runs a [`GracefulConnection`] (for example a hyper
-//!   connection): on trigger it asks the connection to finish gracefully.
-//! - [`Shutdown::track`] runs any future as in-flight work;
-//!   [`Shutdown::run_until_triggered`] runs background work that stops at the trigger.
-//! - [`Shutdown::drain_until`] waits for the drain against any deadline future and
-//!   force-closes what is left: no timer or abort handle needed.
-//! - [`Shutdown::child`] makes a scope that is triggered with its parent and that
-//!   its parent waits for.
-//! - [`Shutdown::announce`], [`Shutdown::is_ready`] and [`Shutdown::phase`] expose
-//!   the lifecycle to health endpoints; [`Shutdown::forced_report`] names what a
-//!   forced drain cut short.
-//! - [`Server`] is the accept loop for every [`Runtime`]: connection limit, accept
-//!   error back-off, drain delay, drain deadline, and signals through a
-//!   [`SignalSource`] (the `tokio` and `smol` features supply them, and `hyper`
-//!   serves hyper and tower services).
+//! 1. **The coordinator** ([`Shutdown`]), runtime-free: it counts *watchers* on
+//!    per-thread shards of one atomic state word and wakes whoever waits for a
+//!    phase through `event-listener`. It has no executor dependency and works on
+//!    tokio, smol, or any executor that polls futures.
+//!    - [`Shutdown::guard`] hands out a [`Guard`]: in-flight work the drain waits for.
+//!    - [`Shutdown::watch`] runs a [`GracefulConnection`] (for example a hyper
+//!      connection): on trigger it asks the connection to finish gracefully.
+//!    - [`Shutdown::track`] runs any future as in-flight work;
+//!      [`Shutdown::run_until_triggered`] runs background work that stops at the
+//!      trigger.
+//!    - [`Shutdown::drain_until`] triggers, waits for the drain against any deadline
+//!      future, and force-closes what is left, with a [`Report`] of it in the
+//!      [`Outcome`]: no timer or abort handle needed.
+//!    - [`Shutdown::child`] makes a scope that is triggered with its parent and that
+//!      its parent waits for.
+//!    - [`Shutdown::announce`], [`Shutdown::is_ready`] and [`Shutdown::phase`]
+//!      expose the lifecycle to health endpoints.
+//! 2. **The server** ([`Server`]): the one accept loop for every [`Runtime`] and
+//!    [`Listener`]: connection limit, accept-error back-off, drain delay, drain
+//!    deadline, and signals through a [`SignalSource`].
+//! 3. **The runtime adapters**, features `tokio` and `smol`: runtime, listeners and
+//!    signals for each.
+//! 4. **The HTTP layer**, feature `hyper`: hyper 1.x connections and
+//!    `Server::serve_http` on both runtimes.
 //!
 //! ```
 //! use std::time::Duration;
@@ -38,7 +42,6 @@
 //!         drop(guard); // work done
 //!     });
 //!
-//!     shutdown.trigger();
 //!     let deadline = futures_lite::future::pending::<()>(); // a runtime's sleep in practice
 //!     assert_eq!(shutdown.drain_until(deadline).await, Outcome::Drained);
 //!     worker.join().unwrap();
@@ -50,24 +53,25 @@
 //! These hold for every coordinator; the test suite checks them clause by clause
 //! (`tests/invariants.rs`), loom models check the racy ones.
 //!
-//! 1. **Monotonic phases.** Triggered, forced and drained are each reached at most
-//!    once and never left. Forced implies triggered. [`Shutdown::trigger`] returns
-//!    `true` to at most one caller: exactly one, unless a [`Shutdown::force`] set
-//!    the trigger first.
+//! 1. **Monotonic phases.** Announced, triggered, forced and drained are each
+//!    reached at most once and never left. Forced implies triggered, triggered
+//!    implies announced. [`Shutdown::trigger`] returns `true` to at most one caller:
+//!    exactly one, unless a [`Shutdown::force`] set the trigger first.
 //! 2. **Drained means done.** [`Shutdown::drained`] resolves only when the
-//!    coordinator is triggered and its count is zero, and then no watcher can be
-//!    added any more: [`Shutdown::guard`] and [`Shutdown::watch`] refuse with
-//!    [`Cancelled`]. A guard whose creation happened before the drain was observed
-//!    is never outlived by that observation.
+//!    coordinator is triggered and no watcher is left in it or its child scopes,
+//!    and then no watcher can be added any more: [`Shutdown::guard`] and
+//!    [`Shutdown::watch`] are [`Refused`]. A guard whose creation happened before
+//!    the drain was observed is never outlived by that observation.
 //! 3. **No lost wake-ups.** Phases are latched in one atomic state word, checked
-//!    before registering a waker; the phase's waker list is woken after its bit is
-//!    set and refuses registrations from then on, which the waiter takes as the
-//!    phase reached. A [`Wait`] created after its phase was reached is ready on its
-//!    first poll; every waiter is woken, and a waiter polled once and abandoned
-//!    takes no wake-up from another.
-//! 4. **Exact counts when quiet.** With no guard being created or dropped
-//!    concurrently, [`Shutdown::watchers`] is the number of live guards, watched or
-//!    tracked futures, and undrained child scopes.
+//!    before a waiter registers with the phase's `event_listener::Event` and again
+//!    after; the event is notified, to every listener, after the bit is set. A
+//!    [`Wait`] created after its phase was reached is ready on its first poll and
+//!    allocates nothing; a waiter polled once and abandoned takes no wake-up from
+//!    another.
+//! 4. **Exact counts when quiet.** With no watcher being created or dropped
+//!    concurrently, [`Shutdown::watchers`] is the number of live guards, watched
+//!    and tracked futures in the coordinator and its child scopes. A child scope is
+//!    not a watcher, and neither is an idle one in a [`Report`].
 //! 5. **Graceful once.** A watched connection has
 //!    [`GracefulConnection::graceful_shutdown`] called exactly once, on its first
 //!    poll after the trigger, including a trigger before its first poll.
@@ -78,59 +82,52 @@
 //! 7. **Released after destruction.** A watched or tracked future gives its count
 //!    back only after the inner future's destructor ran, also when it panics or is
 //!    dropped mid-unwind.
-//! 8. **Last handle triggers.** Dropping every [`Shutdown`] handle triggers the
-//!    coordinator; waiters still resolve, nothing waits forever for a trigger that
-//!    can no longer come.
-//! 9. **Scopes nest.** A child is triggered and forced with its parent, and its
-//!    parent drains only after it.
-//! 10. **Cheap guards.** A [`Guard`] is one pointer; acquiring one is one
-//!     compare-and-swap and releasing it one subtraction, on the calling thread's
-//!     shard of the count (a cache line per shard, so guards on different threads
-//!     do not contend): no reference count of its own, no allocation, no lock.
-//!     (The first guard on a shard takes one hold on the coordinator's state word
-//!     for all of that shard's guards, the first guard ever one shared reference;
-//!     the trigger and the release that drains give them back and wake drain
-//!     waiters, without allocating. A child scope's guards count on its state word
-//!     directly: it has no shards.)
+//! 8. **Last root handle triggers.** Dropping every [`Shutdown`] handle of a root
+//!    coordinator triggers it; waiters still resolve, nothing waits forever for a
+//!    trigger that can no longer come. A child scope is not triggered by the drop
+//!    of its handles (its parent can still trigger it): `parent.child().watch(conn)`
+//!    keeps serving until the parent triggers.
+//! 9. **Scopes nest.** A child is announced, triggered and forced with its parent,
+//!    and its parent drains only after it. Creating and dropping a scope is O(1),
+//!    and transitions are carried down any depth of scopes without recursion.
+//! 10. **Transitions complete before wakers run.** Every state change of a
+//!     transition or a release (phase bits, child scopes, the parent's count, the
+//!     forced report) is done before any waker runs. A waker that panics does not
+//!     keep other waiters from being woken; its panic is resumed to the caller
+//!     afterwards.
+//! 11. **Cheap guards, no unsafe code.** A [`Guard`] is 16 bytes; taking and
+//!     releasing one is one atomic operation on the calling thread's shard of the
+//!     count plus the shard's `Arc` reference count, both on cache lines of that
+//!     shard alone: no allocation, no lock, no contention between threads. The crate
+//!     is `#![forbid(unsafe_code)]`.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod accept;
-mod guard;
-mod inner;
+mod coordinator;
 mod log;
-mod outcome;
-mod phase;
-mod report;
-mod runtime;
-mod serve;
-mod shard;
-mod shutdown;
-mod signal;
-mod sync;
-mod until;
-mod wait;
-mod waiters;
-mod watch;
+mod server;
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
 #[cfg(feature = "smol")]
+#[path = "rt/smol.rs"]
 pub mod smol;
 #[cfg(feature = "tokio")]
+#[path = "rt/tokio.rs"]
 pub mod tokio;
 
-pub use guard::{Guard, LabelledGuard};
-pub use outcome::{Cancelled, Outcome};
-pub use phase::Phase;
-pub use report::{Report, Straggler, WatcherKind};
-pub use runtime::{Listener, Runtime};
-pub use serve::{DEFAULT_DRAIN_DEADLINE, ServeError, Server};
-pub use shutdown::Shutdown;
-pub use signal::{Signal, SignalSource, handle_signals};
-pub use until::Until;
-pub use wait::Wait;
-pub use watch::{GracefulConnection, Tracked, Watched};
+pub use coordinator::Shutdown;
+pub use coordinator::guard::Guard;
+pub use coordinator::outcome::{Outcome, Refused, Stopped};
+pub use coordinator::phase::Phase;
+pub use coordinator::report::{Report, Straggler, WatcherKind};
+pub use coordinator::until::Until;
+pub use coordinator::wait::Wait;
+pub use coordinator::watch::{GracefulConnection, Tracked, Watched};
+pub use server::runtime::{Listener, Runtime};
+pub use server::signal::{Signal, SignalSource, handle_signals};
+pub use server::{DEFAULT_DRAIN_DEADLINE, ServeError, Server};
 
 #[cfg(test)]
 mod tests;

@@ -13,15 +13,20 @@ fn waiter_churn_leaves_no_listener_behind() {
         let mut drained = shutdown.drained();
         assert!(future::block_on(future::poll_once(&mut drained)).is_none());
     }
-    assert_eq!(shutdown.total_listeners(), 0);
+    assert_eq!(shutdown.listeners(), 0);
 }
 
 #[test]
 fn pending_waiter_holds_exactly_one_listener_until_dropped() {
     let shutdown = Shutdown::new();
     let mut wait = shutdown.triggered();
+    assert_eq!(
+        shutdown.listeners(),
+        0,
+        "not registered before it must park"
+    );
     assert!(future::block_on(future::poll_once(&mut wait)).is_none());
-    assert_eq!(shutdown.total_listeners(), 1);
+    assert_eq!(shutdown.listeners(), 1);
     drop(wait);
-    assert_eq!(shutdown.total_listeners(), 0);
+    assert_eq!(shutdown.listeners(), 0);
 }

@@ -95,7 +95,7 @@ fn child_server() {
         }
         other => panic!("unknown runtime {other}"),
     };
-    std::process::exit(outcome.exit_code());
+    std::process::exit(if outcome.is_drained() { 0 } else { 1 });
 }
 
 /// A running server child. Killed on drop if still running.

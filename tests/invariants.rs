@@ -4,11 +4,17 @@
 //! expands it into three tests: `<case>::blocking` (`futures_lite` block_on, std
 //! threads), `<case>::tokio` (multi-thread runtime) and `<case>::smol`. Under miri
 //! only the blocking variant runs. Case names start with the guarantee they check
-//! (`g1_` .. `g9_`; G10 is in `tests/memory.rs`), `until_` for `run_until_triggered`.
+//! (`g1_` .. `g10_`; G11 is in `tests/memory.rs`), `until_` for `run_until_triggered`.
 //! A watchdog fails a hung case after 30 s and prints the observed coordinators.
+//!
+//! Phases are read through [`Shutdown::phase`]: triggered is `>= Phase::Draining`,
+//! drained is `Phase::Done`. A forced coordinator shows `Phase::Forced` only while
+//! something remains; once it drained, the force is still visible in what it
+//! refuses (`Refused::Forced`, not `Refused::Drained`).
 
 mod common;
 
+use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -23,7 +29,7 @@ use futures_lite::future;
 use common::{
     BoxFuture, Conn, Counted, Cx, DropFlag, Exec, eventually, join_all, poll_now, scaled,
 };
-use wind_down::{Cancelled, Outcome, Shutdown, Wait};
+use wind_down::{Outcome, Phase, Refused, Shutdown, Stopped};
 
 /// Expands each case into `case::blocking`, `case::tokio` and `case::smol`.
 macro_rules! cases {
@@ -82,7 +88,7 @@ cases! {
     #[cfg(panic = "unwind")]
     g7_guard_dropped_during_unwind_counts_down,
     g8_dropping_every_handle_triggers,
-    g8_dropping_every_child_handle_triggers_the_child,
+    g8_dropping_child_handles_does_not_trigger_the_child,
     g9_child_triggered_and_forced_with_parent,
     g9_child_created_after_parent_triggered_or_forced,
     g9_triggering_or_forcing_child_leaves_parent,
@@ -96,13 +102,36 @@ cases! {
 
 /// Spawns `wait` and returns its join handle plus a counter of its polls, so that a
 /// case can tell that it registered (was polled and is pending) before the phase.
-fn spawn_wait<E: Exec>(cx: &Cx<E>, wait: Wait) -> (common::Join<()>, Arc<AtomicUsize>) {
+fn spawn_wait<E: Exec, W>(cx: &Cx<E>, wait: W) -> (common::Join<W::Output>, Arc<AtomicUsize>)
+where
+    W: Future + Unpin + Send + 'static,
+    W::Output: Send + 'static,
+{
     let polls = Arc::new(AtomicUsize::new(0));
     let join = cx.exec.spawn(Counted {
         fut: wait,
         polls: polls.clone(),
     });
     (join, polls)
+}
+
+/// Asserts that `outcome` is a force that found exactly `remaining` watchers running.
+#[track_caller]
+fn assert_forced(outcome: &Outcome, remaining: usize) {
+    let Some(report) = outcome.report() else {
+        panic!("expected a forced outcome with {remaining} remaining, got {outcome:?}");
+    };
+    assert!(!outcome.is_drained(), "{outcome:?}");
+    assert_eq!(report.remaining, remaining, "{outcome:?}");
+    assert_eq!(outcome.remaining(), remaining, "{outcome:?}");
+}
+
+/// A future that resolves once `s` is forced (or drained), with the forced
+/// report: `drain_until` with a deadline that never comes. It triggers `s` on its
+/// first poll.
+fn until_forced(s: &Shutdown) -> BoxFuture<Outcome> {
+    let s = s.clone();
+    Box::pin(async move { s.drain_until(future::pending::<()>()).await })
 }
 
 // ----------------------------------------------------------------------------
@@ -112,29 +141,56 @@ fn spawn_wait<E: Exec>(cx: &Cx<E>, wait: Wait) -> (common::Join<()>, Arc<AtomicU
 async fn g1_phases_latch_and_trigger_returns_true_once<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
-    assert!(!s.is_triggered() && !s.is_forced() && !s.is_drained());
+    assert_eq!(s.phase(), Phase::Running);
+    assert!(s.is_ready());
+
+    // Announced before triggered; announcing latches too.
+    assert!(s.announce(), "first announce returns true");
+    assert!(!s.announce(), "second announce returns false");
+    assert_eq!(s.phase(), Phase::Announced);
+    assert!(!s.is_ready());
 
     let g = s.guard().unwrap();
     assert!(s.trigger(), "first trigger returns true");
     assert!(!s.trigger(), "second trigger returns false");
     assert!(!s.clone().trigger(), "a clone shares the latched phase");
-    assert!(s.is_triggered() && !s.is_forced() && !s.is_drained());
+    assert_eq!(s.phase(), Phase::Draining);
+    assert!(!s.announce(), "triggered implies announced");
+    assert!(!s.is_ready());
 
     drop(g);
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
     // Nothing leaves drained: no new guard, no re-trigger.
-    assert_eq!(s.guard().unwrap_err(), Cancelled::Drained);
+    assert_eq!(s.guard().unwrap_err(), Refused::Drained);
     assert!(!s.trigger());
+    s.announced().await;
     s.triggered().await;
     s.drained().await;
-    assert!(s.is_triggered() && s.is_drained() && !s.is_forced());
+    assert_eq!(s.phase(), Phase::Done);
 
-    // Forcing a drained coordinator latches forced too, and it stays drained.
+    // Forcing a drained coordinator latches forced too (it now refuses as forced),
+    // and it stays drained.
     assert_eq!(s.force(), Outcome::Drained);
-    assert!(s.is_forced() && s.is_triggered() && s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.guard().unwrap_err(), Refused::Forced);
     assert_eq!(s.force(), Outcome::Drained);
-    s.forced().await;
-    assert!(s.is_forced() && s.is_triggered() && s.is_drained());
+    assert_eq!(until_forced(&s).await, Outcome::Drained);
+    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.guard().unwrap_err(), Refused::Forced);
+    assert!(!s.trigger() && !s.announce() && !s.is_ready());
+
+    // Announced without a trigger stays announced: a trigger moves it on.
+    let a = Shutdown::new();
+    assert!(a.announce());
+    assert_eq!(a.phase(), Phase::Announced);
+    assert_eq!(poll_now(&mut a.announced()), Some(()));
+    assert!(poll_now(&mut a.triggered()).is_none());
+    assert!(
+        a.guard().is_ok(),
+        "an announced coordinator still admits work"
+    );
+    assert!(a.trigger(), "announcing did not trigger");
+    assert_eq!(a.phase(), Phase::Done);
 }
 
 async fn g1_force_implies_triggered_and_is_idempotent<E: Exec>(cx: Cx<E>) {
@@ -142,24 +198,35 @@ async fn g1_force_implies_triggered_and_is_idempotent<E: Exec>(cx: Cx<E>) {
     cx.probe.observe("root", &s);
     let g = s.guard().unwrap();
     let mut triggered = s.triggered();
+    let mut announced = s.announced();
     assert!(poll_now(&mut triggered).is_none());
+    assert!(poll_now(&mut announced).is_none());
 
-    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
-    assert!(s.is_triggered() && s.is_forced() && !s.is_drained());
+    let forced = s.force();
+    assert_forced(&forced, 1);
+    assert_eq!(s.phase(), Phase::Forced);
+    assert!(Phase::Forced > Phase::Draining && Phase::Draining > Phase::Announced);
     assert!(!s.trigger(), "the force already triggered");
+    assert!(!s.announce(), "the force already announced");
+    assert!(!s.is_ready());
     triggered.await;
-    s.forced().await;
-    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
-    assert!(s.is_forced());
+    announced.await;
+    assert_eq!(until_forced(&s).await, forced, "the force's report is kept");
+    assert_eq!(s.force(), forced, "a second force reports the same");
+    assert_eq!(s.phase(), Phase::Forced);
 
     drop(g);
     s.drained().await;
+    assert_eq!(s.phase(), Phase::Done);
     assert_eq!(s.force(), Outcome::Drained);
+    assert_eq!(s.guard().unwrap_err(), Refused::Forced, "still forced");
 
     // Forcing a fresh coordinator: triggered, forced and drained at once.
     let fresh = Shutdown::new();
     assert_eq!(fresh.force(), Outcome::Drained);
-    assert!(fresh.is_triggered() && fresh.is_forced() && fresh.is_drained());
+    assert_eq!(fresh.phase(), Phase::Done);
+    assert_eq!(fresh.guard().unwrap_err(), Refused::Forced);
+    assert_eq!(poll_now(&mut fresh.triggered()), Some(()));
     assert!(!fresh.trigger());
 }
 
@@ -211,17 +278,17 @@ async fn g2_drained_needs_trigger_and_zero_count<E: Exec>(cx: Cx<E>) {
     drop(g1);
     drop(g2);
     assert_eq!(s.watchers(), 0);
-    assert!(!s.is_drained());
+    assert_eq!(s.phase(), Phase::Running);
     assert!(poll_now(&mut drained).is_none());
     let g3 = s.guard().expect("not drained: guards are admitted");
 
     // Triggered with a live guard is not drained either.
     assert!(s.trigger());
-    assert!(!s.is_drained());
+    assert_eq!(s.phase(), Phase::Draining);
     assert!(poll_now(&mut drained).is_none());
 
     drop(g3);
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
     assert_eq!(poll_now(&mut drained), Some(()));
     waiter.await;
 }
@@ -238,7 +305,7 @@ async fn g2_drain_with_no_watchers_ever<E: Exec>(cx: Cx<E>) {
     }
     let (waiter, polls) = spawn_wait(&cx, s.drained());
     eventually(&cx, "drained waiter polled", || polls.load(SeqCst) > 0).await;
-    assert!(!s.is_drained());
+    assert_eq!(s.phase(), Phase::Running);
 
     assert!(s.trigger());
     waiter.await;
@@ -254,13 +321,13 @@ async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     s.trigger();
-    assert!(s.is_drained());
-    assert_eq!(s.guard().unwrap_err(), Cancelled::Drained);
+    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.guard().unwrap_err(), Refused::Drained);
 
     let (conn, log) = Conn::new(1);
     let watched = s.watch(conn);
     assert_eq!(s.watchers(), 0, "a refused watch holds no count");
-    assert_eq!(watched.await, Err(Cancelled::Drained));
+    assert_eq!(watched.await, Err(Stopped::Refused(Refused::Drained)));
     assert_eq!(log.polls.load(SeqCst), 0, "refused connection never polled");
     assert_eq!(log.graceful(), 0);
     assert!(log.dropped());
@@ -274,42 +341,53 @@ async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
             ran.store(true, SeqCst);
         }
     });
-    assert_eq!(tracked.await, Err(Cancelled::Drained));
+    assert_eq!(tracked.await, Err(Stopped::Refused(Refused::Drained)));
     assert!(!ran.load(SeqCst), "refused tracked future never started");
     assert!(dropped.load(SeqCst));
-    assert!(s.is_drained() && s.watchers() == 0);
+    assert_eq!((s.phase(), s.watchers()), (Phase::Done, 0));
 }
 
 async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     let g = s.guard().unwrap();
-    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
-    assert_eq!(s.guard().unwrap_err(), Cancelled::Forced);
+    assert_forced(&s.force(), 1);
+    assert_eq!(s.guard().unwrap_err(), Refused::Forced);
 
     let (conn, log) = Conn::new(1);
-    assert_eq!(s.watch(conn).await, Err(Cancelled::Forced));
+    let watched = s.watch(conn);
+    assert_eq!(s.watchers(), 1, "a refused watch holds no count");
+    assert_eq!(watched.await, Err(Stopped::Refused(Refused::Forced)));
     assert_eq!(log.polls.load(SeqCst), 0);
     assert!(log.dropped());
-    assert_eq!(s.track(async {}).await, Err(Cancelled::Forced));
+    assert_eq!(
+        s.track(async {}).await,
+        Err(Stopped::Refused(Refused::Forced))
+    );
     assert_eq!(s.watchers(), 1);
+    assert_eq!(s.phase(), Phase::Forced);
 
     drop(g);
     s.drained().await;
+    assert_eq!(s.phase(), Phase::Done);
     // Forced and drained: the refusal names the force.
-    assert_eq!(s.guard().unwrap_err(), Cancelled::Forced);
+    assert_eq!(s.guard().unwrap_err(), Refused::Forced);
+    assert_eq!(
+        s.track(async {}).await,
+        Err(Stopped::Refused(Refused::Forced))
+    );
 }
 
 async fn g2_guard_clone_still_counts_after_force<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     let g = s.guard().unwrap();
-    s.force();
+    assert_forced(&s.force(), 1);
     let g2 = g.clone();
     assert_eq!(s.watchers(), 2);
-    assert_eq!(g2.watchers(), 2);
     drop(g);
-    assert!(!s.is_drained());
+    assert_eq!(s.watchers(), 1, "the clone still counts");
+    assert_eq!(s.phase(), Phase::Forced);
     let mut drained = s.drained();
     assert!(poll_now(&mut drained).is_none());
     drop(g2);
@@ -339,7 +417,7 @@ async fn g2_drained_never_observed_while_racing_guard_lives<E: Exec>(cx: Cx<E>) 
                             drop(g2);
                         }
                         Err(e) => {
-                            assert_eq!(e, Cancelled::Drained);
+                            assert_eq!(e, Refused::Drained);
                             refused.fetch_add(1, SeqCst);
                         }
                     }
@@ -364,9 +442,9 @@ async fn g2_drained_never_observed_while_racing_guard_lives<E: Exec>(cx: Cx<E>) 
             live_at_drain, 0,
             "round {round}: drained observed while a guard was alive"
         );
-        assert!(s.is_drained() && s.watchers() == 0);
+        assert_eq!((s.phase(), s.watchers()), (Phase::Done, 0));
         if refused.load(SeqCst) > 0 {
-            assert_eq!(s.guard().unwrap_err(), Cancelled::Drained);
+            assert_eq!(s.guard().unwrap_err(), Refused::Drained);
         }
     }
 }
@@ -379,14 +457,18 @@ async fn g3_wait_after_phase_is_ready_on_first_poll<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     let g = s.guard().unwrap();
+    assert!(poll_now(&mut s.announced()).is_none());
+    assert!(poll_now(&mut s.triggered()).is_none());
+    s.announce();
+    assert_eq!(poll_now(&mut s.announced()), Some(()));
     assert!(poll_now(&mut s.triggered()).is_none());
     s.trigger();
     assert_eq!(poll_now(&mut s.triggered()), Some(()));
     assert!(poll_now(&mut s.drained()).is_none());
     drop(g);
+    assert_eq!(poll_now(&mut s.announced()), Some(()));
     assert_eq!(poll_now(&mut s.triggered()), Some(()));
     assert_eq!(poll_now(&mut s.drained()), Some(()));
-    assert!(poll_now(&mut s.forced()).is_none());
 
     // From another thread, with Waits created there.
     let other = s.clone();
@@ -411,30 +493,47 @@ async fn g3_wait_after_phase_is_ready_on_first_poll<E: Exec>(cx: Cx<E>) {
         .await;
     assert_eq!(from_task, (Some(()), Some(())));
 
-    s.force();
-    assert_eq!(poll_now(&mut s.forced()), Some(()));
-    let other = s.clone();
-    let forced = thread::spawn(move || poll_now(&mut other.forced()))
+    // Forced: a drain started after the force is over on its first poll, here and
+    // on another thread, with the force's report.
+    let f = Shutdown::new();
+    cx.probe.observe("forced", &f);
+    let fg = f.guard().unwrap();
+    let mut early = until_forced(&f);
+    assert!(poll_now(&mut early).is_none(), "not forced yet");
+    let forced = f.force();
+    assert_forced(&forced, 1);
+    assert_eq!(poll_now(&mut until_forced(&f)), Some(forced.clone()));
+    let other = f.clone();
+    let from_thread = thread::spawn(move || poll_now(&mut until_forced(&other)))
         .join()
         .unwrap();
-    assert_eq!(forced, Some(()));
+    assert_eq!(from_thread, Some(forced.clone()));
+    assert_eq!(poll_now(&mut early), Some(forced));
+    drop(fg);
+    assert_eq!(poll_now(&mut f.drained()), Some(()));
 }
 
 async fn g3_abandoned_waiter_does_not_swallow_wakeup<E: Exec>(cx: Cx<E>) {
     #[derive(Clone, Copy, Debug)]
     enum P {
+        Announced,
         Triggered,
         Drained,
         Forced,
     }
-    fn wait(s: &Shutdown, p: P) -> Wait {
+    fn wait(s: &Shutdown, p: P) -> BoxFuture<()> {
         match p {
-            P::Triggered => s.triggered(),
-            P::Drained => s.drained(),
-            P::Forced => s.forced(),
+            P::Announced => Box::pin(s.announced()),
+            P::Triggered => Box::pin(s.triggered()),
+            P::Drained => Box::pin(s.drained()),
+            // Triggers on its first poll, then waits for the force.
+            P::Forced => {
+                let until = until_forced(s);
+                Box::pin(async move { assert_forced(&until.await, 1) })
+            }
         }
     }
-    for phase in [P::Triggered, P::Drained, P::Forced] {
+    for phase in [P::Announced, P::Triggered, P::Drained, P::Forced] {
         cx.probe.note(format!("phase {phase:?}"));
         let s = Shutdown::new();
         let mut guard = Some(s.guard().unwrap());
@@ -444,12 +543,13 @@ async fn g3_abandoned_waiter_does_not_swallow_wakeup<E: Exec>(cx: Cx<E>) {
         let (waiter, polls) = spawn_wait(&cx, wait(&s, phase));
         eventually(&cx, "second waiter polled", || polls.load(SeqCst) > 0).await;
         match phase {
+            P::Announced => assert!(s.announce()),
             P::Triggered => assert!(s.trigger()),
             P::Drained => {
                 assert!(s.trigger());
                 drop(guard.take());
             }
-            P::Forced => assert_eq!(s.force(), Outcome::Forced { remaining: 1 }),
+            P::Forced => assert_forced(&s.force(), 1),
         }
         waiter.await;
         assert_eq!(poll_now(&mut abandoned), Some(()), "{phase:?}");
@@ -572,7 +672,11 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     let g = s.guard().unwrap();
     assert_eq!(s.watchers(), 1);
     let g2 = g.clone();
-    assert_eq!((s.watchers(), g.watchers()), (2, 2));
+    assert_eq!(s.watchers(), 2);
+    let labelled = s.guard().unwrap().with_label("labelled");
+    assert_eq!(s.watchers(), 3, "a labelled guard counts like any guard");
+    drop(labelled);
+    assert_eq!(s.watchers(), 2);
 
     let (conn, log) = Conn::new(1);
     let watched = s.watch(conn);
@@ -580,9 +684,14 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     let tracked = s.track(async { 7 });
     assert_eq!(s.watchers(), 4, "a tracked future counts from creation");
     let child = s.child();
-    assert_eq!(s.watchers(), 5, "an undrained child counts");
+    assert_eq!(s.watchers(), 4, "a child scope is not a watcher");
+    assert_eq!(child.watchers(), 0);
     let cg = child.guard().unwrap();
-    assert_eq!((s.watchers(), child.watchers()), (5, 1));
+    assert_eq!(
+        (s.watchers(), child.watchers()),
+        (5, 1),
+        "a child's watchers count in its parent"
+    );
     let _until = s.run_until_triggered(future::pending::<()>());
     assert_eq!(s.watchers(), 5, "run_until_triggered does not count");
     assert!(format!("{s:?}").contains("watchers: 5"));
@@ -596,11 +705,44 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     assert_eq!(s.watchers(), 2);
     drop(cg);
     assert_eq!(child.watchers(), 0);
-    assert_eq!(s.watchers(), 2, "an untriggered child still counts");
+    assert_eq!(s.watchers(), 1, "an idle, untriggered child counts nothing");
     child.trigger();
-    assert_eq!(s.watchers(), 1, "a drained child no longer counts");
+    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(s.watchers(), 1, "nor does a drained one");
     drop(g);
     assert_eq!(s.watchers(), 0);
+
+    // In a forced report, too, only real watchers count: idle child scopes (at any
+    // depth) are not reported, busy ones report their watchers.
+    let s = Shutdown::new();
+    cx.probe.observe("reported", &s);
+    let idle = s.child();
+    let idle_grandchild = idle.child();
+    let busy = s.child();
+    let busy_grandchild = busy.child();
+    let bg = busy_grandchild.guard().unwrap().with_label("deep");
+    let g = s.guard().unwrap();
+    assert_eq!(s.watchers(), 2);
+    let forced = s.force();
+    assert_forced(&forced, 2);
+    let report = forced.report().unwrap();
+    assert_eq!(report.stragglers.len(), 1);
+    assert_eq!(report.stragglers[0].label, "deep");
+    assert_eq!(report.unlabelled(), 1);
+    assert_eq!(
+        idle.phase(),
+        Phase::Done,
+        "the idle scope drained at the force"
+    );
+    assert_eq!(idle_grandchild.phase(), Phase::Done);
+    assert_eq!(busy.phase(), Phase::Forced);
+    assert_eq!(s.watchers(), 2);
+    drop((bg, g));
+    assert_eq!(s.watchers(), 0);
+    assert_eq!(
+        (s.phase(), busy.phase(), busy_grandchild.phase()),
+        (Phase::Done, Phase::Done, Phase::Done)
+    );
 }
 
 /// Threads that each take guards (each thread counts on its own shard of the
@@ -652,14 +794,18 @@ async fn g4_watchers_exact_with_guards_on_many_threads<E: Exec>(cx: Cx<E>) {
     assert_eq!(handed.len(), 2 * THREADS);
     assert_eq!(s.watchers(), 2 * THREADS, "handed-over guards still count");
     s.trigger();
-    assert!(!s.is_drained(), "the handed-over guards are alive");
+    assert_eq!(
+        s.phase(),
+        Phase::Draining,
+        "the handed-over guards are alive"
+    );
     assert_eq!(s.watchers(), 2 * THREADS);
     let mut handed = handed;
     handed.truncate(1);
     assert_eq!(s.watchers(), 1);
-    assert!(!s.is_drained());
+    assert_eq!(s.phase(), Phase::Draining);
     drop(handed);
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
     assert_eq!(s.watchers(), 0);
     s.drained().await;
 }
@@ -685,16 +831,28 @@ async fn g4_forced_remaining_counts_guards_on_every_thread<E: Exec>(cx: Cx<E>) {
         .collect();
     let live: usize = (0..THREADS).sum();
     assert_eq!(s.watchers(), live);
-    assert_eq!(s.force(), Outcome::Forced { remaining: live });
-    assert_eq!(s.forced_report().map(|r| r.remaining), Some(live));
+    let forced = s.force();
+    assert_forced(&forced, live);
+    let report = forced.report().unwrap();
+    assert_eq!(
+        (report.unlabelled(), report.stragglers.len()),
+        (live, 0),
+        "every live guard, unlabelled, is in the report"
+    );
+    assert_eq!(
+        until_forced(&s).await,
+        forced,
+        "the report is kept for later drains"
+    );
     for _ in 0..THREADS {
         let s = s.clone();
         let refused = thread::spawn(move || s.guard().map(drop)).join().unwrap();
-        assert_eq!(refused, Err(Cancelled::Forced));
+        assert_eq!(refused, Err(Refused::Forced));
     }
     assert_eq!(s.watchers(), live);
+    assert_eq!(s.phase(), Phase::Forced);
     drop(held);
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
     assert_eq!(s.watchers(), 0);
 }
 
@@ -731,7 +889,7 @@ async fn g5_graceful_once_on_first_poll_after_trigger<E: Exec>(cx: Cx<E>) {
     assert_eq!(poll_now(&mut w), Some(Ok(7)));
     assert_eq!(log.graceful(), 1);
     assert!(log.dropped());
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
 }
 
 async fn g5_graceful_once_when_triggered_before_first_poll<E: Exec>(cx: Cx<E>) {
@@ -749,7 +907,7 @@ async fn g5_graceful_once_when_triggered_before_first_poll<E: Exec>(cx: Cx<E>) {
         "graceful_shutdown came before the connection's first poll"
     );
 
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
 
     // Watched after the trigger (admitted while a guard holds the drain open).
     let s = Shutdown::new();
@@ -806,7 +964,7 @@ async fn g5_no_graceful_without_trigger<E: Exec>(cx: Cx<E>) {
     assert_eq!(log.graceful(), 0);
     s.trigger();
     assert_eq!(log.graceful(), 0, "completed connections are not asked");
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
 }
 
 // ----------------------------------------------------------------------------
@@ -818,13 +976,21 @@ async fn g6_leaked_guard_is_forced_remaining_at_sleep_deadline<E: Exec>(cx: Cx<E
     cx.probe.observe("root", &s);
     // Leaked for the whole drain (given back at the very end, to keep miri's leak
     // check quiet): `mem::forget` is `ManuallyDrop::new`.
-    let leaked = ManuallyDrop::new(s.guard().unwrap());
+    let leaked = ManuallyDrop::new(s.guard().unwrap().with_label("leaked"));
     s.trigger();
     let outcome = s
         .drain_until(cx.exec.sleep(Duration::from_millis(20)))
         .await;
-    assert_eq!(outcome, Outcome::Forced { remaining: 1 });
-    assert!(s.is_forced() && !s.is_drained());
+    assert_forced(&outcome, 1);
+    let report = outcome.report().unwrap();
+    assert_eq!(report.stragglers.len(), 1);
+    assert_eq!(report.stragglers[0].label, "leaked");
+    assert_eq!(report.stragglers[0].kind, wind_down::WatcherKind::Guard);
+    assert_eq!(
+        std::process::ExitCode::from(outcome.clone()),
+        std::process::ExitCode::FAILURE
+    );
+    assert_eq!(s.phase(), Phase::Forced);
     assert_eq!(s.watchers(), 1);
     assert!(
         poll_now(&mut s.drained()).is_none(),
@@ -839,18 +1005,18 @@ async fn g6_leaked_guard_is_forced_remaining_at_ready_deadline<E: Exec>(cx: Cx<E
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     let leaked = ManuallyDrop::new(s.guard().unwrap());
-    s.trigger();
+    // Not triggered by hand: drain_until triggers first.
+    assert_eq!(s.phase(), Phase::Running);
+    let first = s.drain_until(future::ready(())).await;
+    assert_forced(&first, 1);
+    assert_eq!(s.phase(), Phase::Forced);
     assert_eq!(
         s.drain_until(future::ready(())).await,
-        Outcome::Forced { remaining: 1 }
-    );
-    assert_eq!(
-        s.drain_until(future::ready(())).await,
-        Outcome::Forced { remaining: 1 },
+        first,
         "a second drain reports the same"
     );
     drop(ManuallyDrop::into_inner(leaked));
-    assert!(s.is_drained());
+    assert_eq!(s.phase(), Phase::Done);
 }
 
 async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
@@ -860,9 +1026,9 @@ async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
     let (conn, log) = Conn::new(1);
     let mut w = s.watch(conn.observe(&s));
     assert!(poll_now(&mut w).is_none());
-    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
+    assert_forced(&s.force(), 1);
     assert!(!log.dropped(), "not dropped by force() itself");
-    assert_eq!(poll_now(&mut w), Some(Err(Cancelled::Forced)));
+    assert_eq!(poll_now(&mut w), Some(Err(Stopped::Forced)));
     assert!(log.dropped());
     assert_eq!(log.graceful(), 0, "forced before a graceful request");
     assert_eq!(s.watchers(), 0);
@@ -897,12 +1063,9 @@ async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
     })
     .await;
     s.trigger();
-    assert_eq!(
-        s.drain_until(future::ready(())).await,
-        Outcome::Forced { remaining: 2 }
-    );
-    assert_eq!(wj.await, Err(Cancelled::Forced));
-    assert_eq!(tj.await, Err(Cancelled::Forced));
+    assert_forced(&s.drain_until(future::ready(())).await, 2);
+    assert_eq!(wj.await, Err(Stopped::Forced));
+    assert_eq!(tj.await, Err(Stopped::Forced));
     assert!(log.dropped() && tracked_dropped.load(SeqCst));
     assert!(log.graceful() <= 1);
     assert!(log.watchers_at_drop.load(SeqCst) >= 1);
@@ -914,7 +1077,8 @@ async fn g6_drain_until_reports_drained_before_deadline<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     let g = s.guard().unwrap();
-    s.trigger();
+    // Not triggered by hand: drain_until triggers first, and then drains (with a
+    // deadline that never comes, an untriggered wait would hang).
     let release = cx.exec.spawn(async move {
         future::yield_now().await;
         drop(g);
@@ -924,10 +1088,20 @@ async fn g6_drain_until_reports_drained_before_deadline<E: Exec>(cx: Cx<E>) {
         Outcome::Drained
     );
     release.await;
-    assert!(!s.is_forced());
+    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(
+        s.guard().unwrap_err(),
+        Refused::Drained,
+        "drained, not forced"
+    );
     // Already drained with an elapsed deadline: drained wins, nothing is forced.
-    assert_eq!(s.drain_until(future::ready(())).await, Outcome::Drained);
-    assert!(!s.is_forced());
+    let outcome = s.drain_until(future::ready(())).await;
+    assert_eq!(outcome, Outcome::Drained);
+    assert_eq!(
+        std::process::ExitCode::from(outcome),
+        std::process::ExitCode::SUCCESS
+    );
+    assert_eq!(s.guard().unwrap_err(), Refused::Drained, "still not forced");
 }
 
 async fn g6_force_by_someone_else_ends_drain_until<E: Exec>(cx: Cx<E>) {
@@ -942,11 +1116,10 @@ async fn g6_force_by_someone_else_ends_drain_until<E: Exec>(cx: Cx<E>) {
             s.force()
         }
     });
-    assert_eq!(
-        s.drain_until(future::pending::<()>()).await,
-        Outcome::Forced { remaining: 1 }
-    );
-    assert_eq!(forcer.await, Outcome::Forced { remaining: 1 });
+    let outcome = s.drain_until(future::pending::<()>()).await;
+    assert_forced(&outcome, 1);
+    assert_eq!(forcer.await, outcome, "the forcer's report is the drain's");
+    assert_eq!(s.phase(), Phase::Forced);
     drop(g);
     s.drained().await;
 }
@@ -995,8 +1168,8 @@ async fn g7_forced_conn_dropped_before_count_released<E: Exec>(cx: Cx<E>) {
     let (conn, log) = Conn::new(1);
     let waiter = drained_sees_dropped(&cx, &s, &log);
     let watched = cx.exec.spawn(s.watch(conn.observe(&s)));
-    assert_eq!(s.force(), Outcome::Forced { remaining: 1 });
-    assert_eq!(watched.await, Err(Cancelled::Forced));
+    assert_forced(&s.force(), 1);
+    assert_eq!(watched.await, Err(Stopped::Forced));
     assert!(waiter.await);
     assert_eq!(log.watchers_at_drop.load(SeqCst), 1);
 }
@@ -1058,7 +1231,7 @@ async fn g7_guard_dropped_during_unwind_counts_down<E: Exec>(cx: Cx<E>) {
     })
     .join();
     assert!(joined.is_err());
-    assert!(s.is_drained(), "the unwind gave the count back");
+    assert_eq!(s.phase(), Phase::Done, "the unwind gave the count back");
 
     // On the executor, with a guard and a watched connection in the unwinding task.
     let s = Shutdown::new();
@@ -1114,17 +1287,17 @@ async fn g8_dropping_every_handle_triggers<E: Exec>(cx: Cx<E>) {
     })
     .await;
     let mut probe_triggered = s.triggered();
+    // Waits hold no handle: they read the phase without keeping it from coming.
+    let mut probe_drained = s.drained();
 
     drop(s);
     assert!(
         poll_now(&mut probe_triggered).is_none(),
         "one handle left: not triggered"
     );
-    cx.probe
-        .note(format!("one handle left, watchers()={}", g.watchers()));
+    cx.probe.note("one handle left");
     drop(s2);
-    cx.probe
-        .note(format!("no handle left, watchers()={}", g.watchers()));
+    cx.probe.note("no handle left");
     assert_eq!(poll_now(&mut probe_triggered), Some(()));
     for (join, _) in triggered {
         join.await;
@@ -1135,39 +1308,72 @@ async fn g8_dropping_every_handle_triggers<E: Exec>(cx: Cx<E>) {
         1,
         "the last handle's trigger asks connections"
     );
-    assert_eq!(g.watchers(), 1);
+    assert!(
+        poll_now(&mut probe_drained).is_none(),
+        "the guard keeps it undrained"
+    );
     assert!(!drained_done.load(SeqCst), "drained waits for the guard");
     drop(g);
+    assert_eq!(poll_now(&mut probe_drained), Some(()));
     drained.await;
     assert!(drained_done.load(SeqCst));
 }
 
-async fn g8_dropping_every_child_handle_triggers_the_child<E: Exec>(cx: Cx<E>) {
+async fn g8_dropping_child_handles_does_not_trigger_the_child<E: Exec>(cx: Cx<E>) {
     let parent = Shutdown::new();
+    // Only the parent is observed: the probe would hold a handle of the child.
     cx.probe.observe("parent", &parent);
     let child = parent.child();
     let cg = child.guard().unwrap();
     let (waiter, polls) = spawn_wait(&cx, child.triggered());
-    eventually(&cx, "child waiter polled", || polls.load(SeqCst) > 0).await;
+    let mut probe_triggered = child.triggered();
+    // `parent.child().watch(conn)`: the child's only handle is gone at once.
+    let (conn, log) = Conn::new(4);
+    let conn_polls = Arc::new(AtomicUsize::new(0));
+    let watched = cx.exec.spawn(Counted {
+        fut: parent.child().watch(conn.finish_on_graceful()),
+        polls: conn_polls.clone(),
+    });
+    eventually(&cx, "child waiter and connection polled", || {
+        polls.load(SeqCst) > 0 && conn_polls.load(SeqCst) > 0
+    })
+    .await;
     drop(child);
-    waiter.await;
     assert!(
-        !parent.is_triggered(),
-        "the child's last handle triggers only the child"
+        poll_now(&mut probe_triggered).is_none(),
+        "dropping the child's last handle does not trigger it"
     );
+    assert_eq!(parent.phase(), Phase::Running);
+    assert_eq!(log.graceful(), 0, "the connection keeps serving");
+    assert!(!log.dropped());
     assert_eq!(
         parent.watchers(),
-        1,
-        "the child is not drained: its guard lives"
+        2,
+        "the child's guard and the connection count"
     );
+
+    // The parent can still trigger them.
+    assert!(parent.trigger());
+    assert_eq!(poll_now(&mut probe_triggered), Some(()));
+    waiter.await;
+    assert_eq!(watched.await, Ok(4));
+    assert_eq!(log.graceful(), 1);
+    assert_eq!(parent.watchers(), 1);
+    assert_eq!(parent.phase(), Phase::Draining, "the child's guard lives");
     drop(cg);
-    assert_eq!(
-        parent.watchers(),
-        0,
-        "the drained child released its parent"
-    );
-    parent.trigger();
+    assert_eq!(parent.watchers(), 0);
     parent.drained().await;
+
+    // A root still triggers on its last handle's drop, also while a child's
+    // handle lives, and the child with it.
+    let root = Shutdown::new();
+    let child = root.child();
+    let mut root_triggered = root.triggered();
+    assert!(poll_now(&mut root_triggered).is_none());
+    drop(root);
+    assert_eq!(poll_now(&mut root_triggered), Some(()));
+    assert_eq!(poll_now(&mut child.triggered()), Some(()));
+    assert_eq!(child.phase(), Phase::Done);
 }
 
 // ----------------------------------------------------------------------------
@@ -1179,52 +1385,95 @@ async fn g9_child_triggered_and_forced_with_parent<E: Exec>(cx: Cx<E>) {
     let child = parent.child();
     cx.probe.observe("parent", &parent);
     cx.probe.observe("child", &child);
-    let cg = child.guard().unwrap();
+    let cg = child.guard().unwrap().with_label("child guard");
+    let (announced, apolls) = spawn_wait(&cx, child.announced());
     let (triggered, tpolls) = spawn_wait(&cx, child.triggered());
-    let (forced, fpolls) = spawn_wait(&cx, child.forced());
     eventually(&cx, "child waiters polled", || {
-        tpolls.load(SeqCst) > 0 && fpolls.load(SeqCst) > 0
+        apolls.load(SeqCst) > 0 && tpolls.load(SeqCst) > 0
     })
     .await;
 
+    assert!(parent.announce());
+    assert_eq!(child.phase(), Phase::Announced);
+    assert!(
+        !child.announce(),
+        "the parent's announce announced the child"
+    );
+    announced.await;
+
     assert!(parent.trigger());
-    assert!(child.is_triggered() && !child.is_forced());
+    assert_eq!(child.phase(), Phase::Draining);
     assert!(!child.trigger(), "the parent's trigger triggered the child");
     triggered.await;
 
-    assert_eq!(parent.force(), Outcome::Forced { remaining: 1 });
-    assert!(child.is_forced());
-    assert_eq!(child.guard().unwrap_err(), Cancelled::Forced);
-    forced.await;
+    // The child is triggered already: a drain of it waits for its force.
+    let (forced, fpolls) = spawn_wait(&cx, until_forced(&child));
+    eventually(&cx, "child drain polled", || fpolls.load(SeqCst) > 0).await;
+    let parent_forced = parent.force();
+    assert_forced(&parent_forced, 1);
+    assert_eq!(child.phase(), Phase::Forced);
+    assert_eq!(child.guard().unwrap_err(), Refused::Forced);
+    let child_forced = forced.await;
+    assert_forced(&child_forced, 1);
+    assert_eq!(
+        child_forced.report().unwrap().stragglers[0].label,
+        "child guard",
+        "the child keeps its part of the parent's report"
+    );
+    assert_eq!(
+        parent_forced.report().unwrap().stragglers[0].label,
+        "child guard"
+    );
 
     drop(cg);
     child.drained().await;
     parent.drained().await;
+    assert_eq!(child.guard().unwrap_err(), Refused::Forced);
 }
 
 async fn g9_child_created_after_parent_triggered_or_forced<E: Exec>(cx: Cx<E>) {
     let parent = Shutdown::new();
     cx.probe.observe("parent", &parent);
     let g = parent.guard().unwrap();
+    parent.announce();
+    let announced = parent.child();
+    assert_eq!(announced.phase(), Phase::Announced);
+    assert_eq!(poll_now(&mut announced.announced()), Some(()));
+    assert!(poll_now(&mut announced.triggered()).is_none());
+    let ag = announced.guard().unwrap();
+
     parent.trigger();
+    assert_eq!(announced.phase(), Phase::Draining, "its guard lives");
     let child = parent.child();
-    assert!(child.is_triggered() && !child.is_forced());
+    // Triggered at creation, with nothing in it: drained at once, not forced.
+    assert_eq!(child.phase(), Phase::Done);
     assert_eq!(poll_now(&mut child.triggered()), Some(()));
+    assert_eq!(child.guard().unwrap_err(), Refused::Drained);
     let grandchild = child.child();
-    assert!(grandchild.is_triggered());
+    assert_eq!(grandchild.phase(), Phase::Done);
+    assert_eq!(parent.watchers(), 2);
+    drop(ag);
+    assert_eq!(parent.watchers(), 1);
     assert_eq!(
-        parent.watchers(),
-        1,
-        "an already drained child holds nothing"
+        parent.phase(),
+        Phase::Draining,
+        "the drained children hold nothing: only the guard"
     );
 
-    parent.force();
+    assert_forced(&parent.force(), 1);
     let forced = parent.child();
-    assert!(forced.is_triggered() && forced.is_forced());
-    assert_eq!(poll_now(&mut forced.forced()), Some(()));
-    assert_eq!(forced.guard().unwrap_err(), Cancelled::Forced);
+    assert_eq!(forced.phase(), Phase::Done);
+    assert_eq!(poll_now(&mut forced.triggered()), Some(()));
+    assert_eq!(
+        forced.guard().unwrap_err(),
+        Refused::Forced,
+        "created forced"
+    );
     drop(g);
     parent.drained().await;
+    // A child that had drained before the force is forced with its parent too.
+    assert_eq!(child.guard().unwrap_err(), Refused::Forced);
+    assert_eq!(grandchild.guard().unwrap_err(), Refused::Forced);
 }
 
 async fn g9_triggering_or_forcing_child_leaves_parent<E: Exec>(cx: Cx<E>) {
@@ -1233,17 +1482,24 @@ async fn g9_triggering_or_forcing_child_leaves_parent<E: Exec>(cx: Cx<E>) {
     let child = parent.child();
     assert!(child.trigger());
     child.drained().await;
-    assert!(!parent.is_triggered());
+    assert_eq!(parent.phase(), Phase::Running);
     assert_eq!(parent.watchers(), 0);
 
     let child = parent.child();
     let cg = child.guard().unwrap();
-    assert_eq!(child.force(), Outcome::Forced { remaining: 1 });
-    assert!(!parent.is_triggered() && !parent.is_forced());
+    assert!(child.announce());
+    assert_eq!(parent.phase(), Phase::Running, "announcing a child");
+    assert_forced(&child.force(), 1);
+    assert_eq!(child.phase(), Phase::Forced);
+    assert_eq!(parent.phase(), Phase::Running, "forcing a child");
+    assert!(parent.is_ready());
     assert!(parent.guard().is_ok(), "the parent still admits work");
     assert_eq!(parent.watchers(), 1);
     drop(cg);
     assert_eq!(parent.watchers(), 0);
+    assert_eq!(parent.phase(), Phase::Running);
+    assert!(parent.trigger());
+    assert_eq!(parent.phase(), Phase::Done);
 }
 
 async fn g9_parent_drains_only_after_child<E: Exec>(cx: Cx<E>) {
@@ -1256,28 +1512,32 @@ async fn g9_parent_drains_only_after_child<E: Exec>(cx: Cx<E>) {
         let (drained, child) = (parent.drained(), child.clone());
         async move {
             drained.await;
-            child.is_drained()
+            child.phase() == Phase::Done
         }
     });
     parent.trigger();
-    assert!(!parent.is_drained());
+    assert_eq!(parent.phase(), Phase::Draining);
     assert_eq!(parent.watchers(), 1);
     assert!(poll_now(&mut parent.drained()).is_none());
     drop(cg);
     assert!(waiter.await, "the parent drained before its child");
-    assert!(parent.is_drained());
+    assert_eq!(parent.phase(), Phase::Done);
 }
 
 async fn g9_child_created_after_parent_drained<E: Exec>(cx: Cx<E>) {
     let parent = Shutdown::new();
     cx.probe.observe("parent", &parent);
     parent.trigger();
-    assert!(parent.is_drained());
+    assert_eq!(parent.phase(), Phase::Done);
     let child = parent.child();
-    assert!(child.is_triggered() && child.is_drained());
-    assert_eq!(child.guard().unwrap_err(), Cancelled::Drained);
+    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(child.guard().unwrap_err(), Refused::Drained);
+    assert_eq!(
+        child.watch(Conn::new(1).0).await,
+        Err(Stopped::Refused(Refused::Drained))
+    );
     assert_eq!(parent.watchers(), 0);
-    assert!(parent.is_drained());
+    assert_eq!(parent.phase(), Phase::Done);
     drop(child);
     assert_eq!(parent.watchers(), 0);
     parent.drained().await;
@@ -1295,18 +1555,24 @@ async fn g9_nested_scopes_drain_inside_out<E: Exec>(cx: Cx<E>) {
         let (drained, mid, leaf) = (root.drained(), mid.clone(), leaf.clone());
         async move {
             drained.await;
-            (mid.is_drained(), leaf.is_drained())
+            (mid.phase(), leaf.phase())
         }
     });
     root.trigger();
-    assert!(mid.is_triggered() && leaf.is_triggered());
+    assert_eq!(
+        (mid.phase(), leaf.phase()),
+        (Phase::Draining, Phase::Draining)
+    );
     assert_eq!(
         (root.watchers(), mid.watchers(), leaf.watchers()),
         (1, 1, 1)
     );
-    assert!(!root.is_drained() && !mid.is_drained());
+    assert_eq!(
+        (root.phase(), mid.phase()),
+        (Phase::Draining, Phase::Draining)
+    );
     drop(g);
-    assert_eq!(waiter.await, (true, true));
+    assert_eq!(waiter.await, (Phase::Done, Phase::Done));
 }
 
 // ----------------------------------------------------------------------------
@@ -1330,7 +1596,7 @@ async fn until_trigger_resolves_none_and_drops_inner<E: Exec>(cx: Cx<E>) {
     eventually(&cx, "until polled", || polls.load(SeqCst) > 0).await;
     assert_eq!(s.watchers(), 0);
     s.trigger();
-    assert!(s.is_drained(), "the drain does not wait for it");
+    assert_eq!(s.phase(), Phase::Done, "the drain does not wait for it");
     assert_eq!(join.await, None);
     assert!(dropped.load(SeqCst));
 }
@@ -1348,7 +1614,7 @@ async fn until_completion_resolves_some<E: Exec>(cx: Cx<E>) {
         .await;
     assert_eq!(out, Some(5));
     assert!(dropped.load(SeqCst));
-    assert!(!s.is_triggered());
+    assert_eq!(s.phase(), Phase::Running);
 }
 
 async fn until_never_starts_when_already_triggered<E: Exec>(cx: Cx<E>) {

@@ -5,20 +5,23 @@
 
 use std::thread;
 
-use futures_lite::future::block_on;
-use wind_down::{Outcome, Shutdown};
+use futures_lite::future::{block_on, poll_once};
+use wind_down::{Outcome, Phase, Refused, Shutdown};
 
 #[test]
 fn guards_outlive_every_handle() {
-    let (guard, drained) = {
+    let (guard, mut triggered, mut drained) = {
         let shutdown = Shutdown::new();
-        (shutdown.guard().unwrap(), shutdown.drained())
+        let guard = shutdown.guard().unwrap();
+        (guard, shutdown.triggered(), shutdown.drained())
     };
-    // The last handle is gone: the coordinator is triggered, the guard still counts.
-    assert_eq!(guard.watchers(), 1);
+    // The last handle is gone: the coordinator is triggered, the guard still counts
+    // (no handle is left to ask `watchers()`: the drained waiter tells).
+    assert_eq!(block_on(poll_once(&mut triggered)), Some(()));
+    assert_eq!(block_on(poll_once(&mut drained)), None, "the guard counts");
     let clone = guard.clone();
     drop(guard);
-    assert_eq!(clone.watchers(), 1);
+    assert_eq!(block_on(poll_once(&mut drained)), None, "the clone counts");
     let waiter = thread::spawn(move || block_on(drained));
     drop(clone);
     waiter.join().unwrap();
@@ -49,10 +52,15 @@ fn a_coordinator_reused_across_idle_periods_stays_consistent() {
     }
     let last = shutdown.guard().unwrap();
     shutdown.trigger();
-    assert!(!shutdown.is_drained(), "a guard is alive");
+    assert_eq!(shutdown.phase(), Phase::Draining, "a guard is alive");
     let dropper = thread::spawn(move || drop(last));
     let outcome = block_on(shutdown.drain_until(futures_lite::future::pending::<()>()));
     dropper.join().unwrap();
     assert_eq!(outcome, Outcome::Drained);
-    assert!(shutdown.guard().is_err(), "drained for good");
+    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(
+        shutdown.guard().err(),
+        Some(Refused::Drained),
+        "drained for good"
+    );
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_lite::future::{self, block_on};
-use wind_down::{Cancelled, GracefulConnection, Outcome, Phase, Shutdown, WatcherKind};
+use wind_down::{GracefulConnection, Outcome, Phase, Shutdown, Stopped, WatcherKind};
 
 /// A connection that ignores graceful shutdown and never finishes.
 struct Stuck;
@@ -31,14 +31,17 @@ fn phases_move_forward_through_announce_trigger_force_done() {
     assert!(!shutdown.announce(), "announce is idempotent");
     assert_eq!(shutdown.phase(), Phase::Announced);
     assert!(!shutdown.is_ready());
-    assert!(!shutdown.is_triggered(), "announce does not trigger");
+    assert!(
+        shutdown.phase() < Phase::Draining,
+        "announce does not trigger"
+    );
     // Work is still admitted while announced.
     let more = shutdown.guard().expect("announced, not draining");
     drop(more);
 
     shutdown.trigger();
     assert_eq!(shutdown.phase(), Phase::Draining);
-    shutdown.force();
+    assert_eq!(shutdown.force().remaining(), 1, "the guard was running");
     assert_eq!(shutdown.phase(), Phase::Forced);
     drop(guard);
     assert_eq!(shutdown.phase(), Phase::Done);
@@ -66,7 +69,7 @@ fn announce_reaches_child_scopes() {
     let child = parent.child();
     parent.announce();
     assert!(!child.is_ready());
-    assert!(!child.is_triggered());
+    assert_eq!(child.phase(), Phase::Announced, "announced, not triggered");
     let late = parent.child();
     assert_eq!(late.phase(), Phase::Announced);
 }
@@ -75,18 +78,20 @@ fn announce_reaches_child_scopes() {
 fn forced_report_names_labelled_watchers_still_running() {
     let shutdown = Shutdown::new();
     let _plain = shutdown.guard().unwrap();
-    let labelled = shutdown.labelled_guard("cache flush").unwrap();
-    let finished = shutdown.labelled_guard("done early").unwrap();
-    let stuck_conn = shutdown.watch_labelled(Stuck, "127.0.0.1:4000");
-    let stuck_task = shutdown.track_labelled(std::future::pending::<()>(), "reindex");
+    let labelled = shutdown.guard().unwrap().with_label("cache flush");
+    let finished = shutdown.guard().unwrap().with_label("done early");
+    let stuck_conn = shutdown.watch(Stuck).with_label("127.0.0.1:4000");
+    let stuck_task = shutdown
+        .track(std::future::pending::<()>())
+        .with_label("reindex");
     drop(finished);
     std::thread::sleep(Duration::from_millis(5));
     shutdown.trigger();
-    assert!(shutdown.forced_report().is_none(), "not forced yet");
+    assert_eq!(shutdown.phase(), Phase::Draining, "not forced yet");
 
     let outcome = block_on(shutdown.drain_until(future::ready(())));
-    assert_eq!(outcome, Outcome::Forced { remaining: 4 });
-    let report = shutdown.forced_report().expect("forced");
+    assert_eq!(outcome.remaining(), 4);
+    let report = outcome.report().expect("forced").clone();
     assert_eq!(report.remaining, 4);
     assert_eq!(report.unlabelled(), 1, "the plain guard");
     let mut named: Vec<(WatcherKind, &str)> = report
@@ -111,20 +116,29 @@ fn forced_report_names_labelled_watchers_still_running() {
     );
     assert!(report.to_string().contains("guard cache flush for"));
 
-    // Forced ones end with Forced and leave the registry; the report stays as taken.
-    assert_eq!(block_on(stuck_conn), Err(Cancelled::Forced));
-    assert_eq!(block_on(stuck_task), Err(Cancelled::Forced));
+    // Forced ones end with Forced and leave the registry; the report stays as taken:
+    // a later drain (ready at once: the coordinator is forced) returns it unchanged.
+    assert_eq!(block_on(stuck_conn), Err(Stopped::Forced));
+    assert_eq!(block_on(stuck_task), Err(Stopped::Forced));
     drop(labelled);
-    assert_eq!(shutdown.forced_report().unwrap(), report);
+    assert_eq!(
+        shutdown.phase(),
+        Phase::Forced,
+        "the plain guard still counts"
+    );
+    assert_eq!(
+        block_on(shutdown.drain_until(future::pending::<()>())),
+        Outcome::Forced(report)
+    );
 }
 
 #[test]
 fn a_report_lists_nothing_once_labelled_watchers_are_gone() {
     let shutdown = Shutdown::new();
-    drop(shutdown.labelled_guard("short").unwrap());
+    drop(shutdown.guard().unwrap().with_label("short"));
     let _left = shutdown.guard().unwrap();
-    shutdown.force();
-    let report = shutdown.forced_report().unwrap();
+    let outcome = shutdown.force();
+    let report = outcome.report().expect("forced with a guard left");
     assert_eq!(report.remaining, 1);
     assert!(report.stragglers.is_empty());
 }

@@ -9,6 +9,9 @@
 //! - `state_machine`: proptest runs random operation sequences against a trivial
 //!   reference model, single-threaded and runtime-free, and compares every
 //!   observable (phases, counts, refusals, outcomes, graceful calls) after each step.
+//!
+//! Both run with any number of shards per root: `WIND_DOWN_SHARDS=1`, `2` and `32`
+//! are the interesting ones (one shared shard, the minimum, more than threads).
 
 mod common;
 
@@ -20,7 +23,7 @@ use std::thread;
 use proptest::prelude::*;
 
 use common::{Conn, ConnLog, poll_now, scaled, with_watchdog};
-use wind_down::{Cancelled, Guard, Outcome, Shutdown, Tracked, Wait, Watched};
+use wind_down::{Guard, Outcome, Phase, Refused, Shutdown, Stopped, Tracked, Wait, Watched};
 
 // ----------------------------------------------------------------------------
 // Threads doing random operations.
@@ -82,10 +85,31 @@ impl Local {
     }
 }
 
-fn check_refusal(s: &Shutdown, e: Cancelled) {
+/// Whether `s` was forced. `Phase::Done` does not tell (a forced coordinator that
+/// drained is done too), but a forced one refuses every new watcher as `Forced`:
+/// the probe guard, if admitted, is dropped at once.
+fn is_forced(s: &Shutdown) -> bool {
+    let phase = s.phase();
+    let forced = matches!(s.guard(), Err(Refused::Forced));
+    assert!(
+        !forced || phase >= Phase::Forced,
+        "refused as forced in phase {phase}"
+    );
+    forced
+}
+
+fn is_triggered(s: &Shutdown) -> bool {
+    s.phase() >= Phase::Draining
+}
+
+fn check_refusal(s: &Shutdown, e: Refused) {
     match e {
-        Cancelled::Drained => assert!(s.is_drained(), "refused as drained while not drained"),
-        Cancelled::Forced => assert!(s.is_forced(), "refused as forced while not forced"),
+        Refused::Drained => assert_eq!(
+            s.phase(),
+            Phase::Done,
+            "refused as drained while not drained"
+        ),
+        Refused::Forced => assert!(is_forced(s), "refused as forced while not forced"),
         other => panic!("unexpected refusal {other:?}"),
     }
 }
@@ -116,7 +140,7 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
             continue;
         };
         let mut roll = rng.u8(..100);
-        if shared.root.is_triggered() && rng.u8(..4) != 0 {
+        if is_triggered(&shared.root) && rng.u8(..4) != 0 {
             // Winding down: mostly release instead of taking more.
             if roll < 16 {
                 roll += 16;
@@ -155,7 +179,7 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
             44..=47 => {
                 let taken = shared.pool.lock().unwrap().pop();
                 if let Some(g) = taken {
-                    if !shared.root.is_triggered() {
+                    if !is_triggered(&shared.root) {
                         local.guards.push((0, g));
                     }
                 }
@@ -188,11 +212,11 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
                     if poll_now(w).is_some() {
                         drop(local.waiters.swap_remove(i));
                         let sd = shared.scope(s).expect("scopes are never removed");
-                        assert!(sd.is_triggered(), "a resolved waiter saw no trigger");
+                        assert!(is_triggered(&sd), "a resolved waiter saw no trigger");
                         if drained {
                             shared.drained_seen[usize::from(s != 0)].fetch_add(1, SeqCst);
                             assert_eq!(sd.watchers(), 0, "drained with watchers");
-                            assert!(sd.is_drained());
+                            assert_eq!(sd.phase(), Phase::Done);
                             assert!(!local.holds_on(s), "drained while this thread holds it");
                             if s == 0 {
                                 assert!(
@@ -219,10 +243,15 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
                 // A refused one resolves on its first poll; an admitted one needs more.
                 match poll_now(&mut t) {
                     None => local.tracked.push((scope_id, t)),
-                    Some(Err(e)) => check_refusal(&scope, e),
+                    Some(Err(Stopped::Refused(e))) => check_refusal(&scope, e),
+                    // Admitted, then forced before its first poll.
+                    Some(Err(Stopped::Forced)) => {
+                        assert!(is_forced(&scope), "stopped as forced while not forced");
+                    }
+                    Some(Err(other)) => panic!("unexpected stop {other:?}"),
                     // Polled twice in one go only if the trigger came in between:
                     // the connection is polled again after its graceful request.
-                    Some(Ok(())) => assert!(scope.is_triggered(), "a countdown completed at once"),
+                    Some(Ok(())) => assert!(is_triggered(&scope), "a countdown completed at once"),
                 }
             }
             82..=93 => {
@@ -232,9 +261,9 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
                         None => {}
                         Some(Ok(())) => drop(local.tracked.swap_remove(i)),
                         Some(Err(e)) => {
-                            assert_eq!(e, Cancelled::Forced);
+                            assert_eq!(e, Stopped::Forced);
                             let (s, _) = local.tracked.swap_remove(i);
-                            assert!(shared.scope(s).unwrap().is_forced());
+                            assert!(is_forced(&shared.scope(s).unwrap()));
                         }
                     }
                 }
@@ -248,9 +277,12 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
             _ => {
                 let mut children = shared.children.lock().unwrap();
                 if children.len() < MAX_CHILDREN {
+                    // Read before the child is made: a child of a forced root is
+                    // forced from its creation on.
+                    let root_forced = is_forced(&shared.root);
                     let child = shared.root.child();
-                    if shared.root.is_forced() {
-                        assert!(child.is_forced());
+                    if root_forced {
+                        assert!(is_forced(&child), "a child of a forced root");
                     }
                     children.push(child);
                 }
@@ -290,11 +322,9 @@ fn threads_doing_random_operations() {
         let shared = shared.clone();
         move || {
             format!(
-                "TEST_SEED={seed}: root watchers()={} triggered={} forced={} drained={}",
+                "TEST_SEED={seed}: root watchers()={} phase={}",
                 shared.root.watchers(),
-                shared.root.is_triggered(),
-                shared.root.is_forced(),
-                shared.root.is_drained()
+                shared.root.phase(),
             )
         }
     };
@@ -342,12 +372,21 @@ fn threads_doing_random_operations() {
         None => assert_eq!(wins, 1, "exactly one trigger() returned true"),
         Some(_) => assert!(wins <= 1, "{wins} trigger() calls returned true"),
     }
-    assert!(root.is_drained());
+    assert_eq!(root.phase(), Phase::Done);
     assert_eq!(root.watchers(), 0);
     assert_eq!(poll_now(&mut root.drained()), Some(()));
+    let forced = force_at.is_some();
+    let refusal = if forced {
+        Refused::Forced
+    } else {
+        Refused::Drained
+    };
+    assert_eq!(root.guard().err(), Some(refusal));
     for (i, child) in shared.children.lock().unwrap().iter().enumerate() {
-        assert!(child.is_triggered() && child.is_drained(), "child {i}");
+        assert_eq!(child.phase(), Phase::Done, "child {i}");
         assert_eq!(child.watchers(), 0, "child {i}");
+        // Only the root's force forces children here.
+        assert_eq!(child.guard().err(), Some(refusal), "child {i}");
     }
     eprintln!(
         "TEST_SEED={seed}: drained observed {} times on the root, {} on children; {} children, force_at={force_at:?}",
@@ -366,17 +405,26 @@ enum Op {
     Guard,
     DropGuard(usize),
     CloneGuard(usize),
+    Announce,
     Trigger,
     Force,
+    /// One poll of `drain_until`, with a deadline that is already past or never comes.
+    DrainUntil {
+        past: bool,
+    },
     Watch,
     PollWatched(usize),
     CompleteWatched(usize),
     DropWatched(usize),
-    Child,
+    /// A child scope; with `waits`, waits on its phases are kept past its handle.
+    Child {
+        waits: bool,
+    },
     ChildGuard(usize),
     DropChildGuard(usize),
     TriggerChild(usize),
     ForceChild(usize),
+    ChildDrainUntil(usize, bool),
     DropChildHandle(usize),
     PollWaiters,
 }
@@ -387,49 +435,114 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::Guard),
         3 => i.prop_map(Op::DropGuard),
         2 => i.prop_map(Op::CloneGuard),
+        1 => Just(Op::Announce),
         1 => Just(Op::Trigger),
         1 => Just(Op::Force),
+        1 => any::<bool>().prop_map(|past| Op::DrainUntil { past }),
         3 => Just(Op::Watch),
         3 => i.prop_map(Op::PollWatched),
         2 => i.prop_map(Op::CompleteWatched),
         1 => i.prop_map(Op::DropWatched),
-        2 => Just(Op::Child),
+        2 => any::<bool>().prop_map(|waits| Op::Child { waits }),
         2 => i.prop_map(Op::ChildGuard),
         2 => i.prop_map(Op::DropChildGuard),
         1 => i.prop_map(Op::TriggerChild),
         1 => i.prop_map(Op::ForceChild),
+        1 => (i, any::<bool>()).prop_map(|(i, past)| Op::ChildDrainUntil(i, past)),
         1 => i.prop_map(Op::DropChildHandle),
         2 => Just(Op::PollWaiters),
     ]
 }
 
+/// One scope's latched phases in the model; its count is passed in.
+#[derive(Clone, Copy, Debug, Default)]
+struct MPhases {
+    announced: bool,
+    triggered: bool,
+    /// Set by the first force: the watchers it reported.
+    forced: Option<usize>,
+}
+
+impl MPhases {
+    /// `true` if first.
+    fn announce(&mut self) -> bool {
+        !std::mem::replace(&mut self.announced, true)
+    }
+
+    /// `true` if first.
+    fn trigger(&mut self) -> bool {
+        self.announce();
+        !std::mem::replace(&mut self.triggered, true)
+    }
+
+    /// A force with `count` watchers running; only the first one's report is kept.
+    fn force(&mut self, count: usize) {
+        self.trigger();
+        self.forced.get_or_insert(count);
+    }
+
+    fn drained(&self, count: usize) -> bool {
+        self.triggered && count == 0
+    }
+
+    fn refusal(&self, count: usize) -> Option<Refused> {
+        if self.forced.is_some() {
+            Some(Refused::Forced)
+        } else if self.drained(count) {
+            Some(Refused::Drained)
+        } else {
+            None
+        }
+    }
+
+    fn phase(&self, count: usize) -> Phase {
+        if self.drained(count) {
+            Phase::Done
+        } else if self.forced.is_some() {
+            Phase::Forced
+        } else if self.triggered {
+            Phase::Draining
+        } else if self.announced {
+            Phase::Announced
+        } else {
+            Phase::Running
+        }
+    }
+
+    /// What the first poll of `drain_until` resolves to (the trigger is done by
+    /// the caller, on the whole subtree): `None` while pending, else the
+    /// remaining count of its outcome. Drained or forced, it reports the first
+    /// force (none: drained); else a past deadline forces now.
+    fn drain_until(&self, count: usize, past: bool) -> Option<usize> {
+        if self.drained(count) || self.forced.is_some() {
+            Some(self.forced.unwrap_or(0))
+        } else if past {
+            Some(count)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct MWatched {
-    refused: Option<Cancelled>,
+    refused: Option<Refused>,
     finished: bool,
     asked: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct MChild {
-    triggered: bool,
-    forced: bool,
+    phases: MPhases,
     guards: usize,
-    holds_parent: bool,
-    handle: bool,
-}
-
-impl MChild {
-    fn drained(&self) -> bool {
-        self.triggered && self.guards == 0
-    }
 }
 
 /// The reference: plain fields, with drained derived and latched by construction.
+/// A child scope is not a watcher: the root counts its children's guards, not the
+/// children. Dropping a child's handle changes nothing.
 #[derive(Debug, Default)]
 struct Model {
-    triggered: bool,
-    forced: bool,
+    phases: MPhases,
     guards: usize,
     watched: Vec<MWatched>,
     children: Vec<MChild>,
@@ -439,46 +552,73 @@ impl Model {
     fn count(&self) -> usize {
         self.guards
             + self.watched.iter().filter(|w| w.refused.is_none()).count()
-            + self.children.iter().filter(|c| c.holds_parent).count()
+            + self.children.iter().map(|c| c.guards).sum::<usize>()
     }
 
     fn drained(&self) -> bool {
-        self.triggered && self.count() == 0
+        self.phases.drained(self.count())
     }
 
-    fn refusal(&self) -> Option<Cancelled> {
-        if self.forced {
-            Some(Cancelled::Forced)
-        } else if self.drained() {
-            Some(Cancelled::Drained)
-        } else {
-            None
-        }
+    fn refusal(&self) -> Option<Refused> {
+        self.phases.refusal(self.count())
     }
 
-    /// A drained child gives its count on the parent back.
-    fn settle(&mut self) {
+    fn phase(&self) -> Phase {
+        self.phases.phase(self.count())
+    }
+
+    fn announce(&mut self) -> bool {
         for c in &mut self.children {
-            if c.drained() {
-                c.holds_parent = false;
-            }
+            c.phases.announce();
         }
+        self.phases.announce()
     }
-}
 
-fn child_refusal(c: &MChild) -> Option<Cancelled> {
-    if c.forced {
-        Some(Cancelled::Forced)
-    } else if c.drained() {
-        Some(Cancelled::Drained)
-    } else {
-        None
+    fn trigger(&mut self) -> bool {
+        for c in &mut self.children {
+            c.phases.trigger();
+        }
+        self.phases.trigger()
+    }
+
+    /// Returns the count the force reports.
+    fn force(&mut self) -> usize {
+        let count = self.count();
+        for c in &mut self.children {
+            c.phases.force(c.guards);
+        }
+        self.phases.force(count);
+        count
+    }
+
+    /// The first poll of `drain_until`: it triggers first.
+    fn drain_until(&mut self, past: bool) -> Option<usize> {
+        self.trigger();
+        let got = self.phases.drain_until(self.count(), past);
+        if got.is_some() && self.phases.forced.is_none() && !self.drained() {
+            self.force();
+        }
+        got
+    }
+
+    /// A child created now: with the root's phases, forced (with nothing) if the
+    /// root is.
+    fn child(&self) -> MChild {
+        MChild {
+            phases: MPhases {
+                forced: self.phases.forced.map(|_| 0),
+                ..self.phases
+            },
+            guards: 0,
+        }
     }
 }
 
 struct RChild {
     handle: Option<Shutdown>,
     guards: Vec<Guard>,
+    /// Its triggered and drained waits, which outlive the handle.
+    waits: Option<(Wait, Wait)>,
 }
 
 struct Real {
@@ -491,6 +631,27 @@ struct Real {
 
 fn pick(i: usize, len: usize) -> Option<usize> {
     (len > 0).then(|| i % len)
+}
+
+/// An outcome as the model has it: `(drained, remaining)`.
+fn outcome_of(remaining: usize) -> (bool, usize) {
+    (remaining == 0, remaining)
+}
+
+fn seen(outcome: &Outcome) -> (bool, usize) {
+    (outcome.is_drained(), outcome.remaining())
+}
+
+/// A deadline that is already past, or never comes.
+async fn deadline(past: bool) {
+    if !past {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The first poll of `s.drain_until(deadline(past))`.
+fn drain_once(s: &Shutdown, past: bool) -> Option<Outcome> {
+    poll_now(&mut Box::pin(s.drain_until(deadline(past))))
 }
 
 fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
@@ -515,25 +676,21 @@ fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
                 m.guards += 1;
             }
         }
+        Op::Announce => {
+            prop_assert_eq!(r.root.announce(), m.announce());
+        }
         Op::Trigger => {
-            prop_assert_eq!(r.root.trigger(), !m.triggered);
-            m.triggered = true;
-            for c in &mut m.children {
-                c.triggered = true;
-            }
+            prop_assert_eq!(r.root.trigger(), m.trigger());
         }
         Op::Force => {
-            let expected = match m.count() {
-                0 => Outcome::Drained,
-                remaining => Outcome::Forced { remaining },
-            };
-            prop_assert_eq!(r.root.force(), expected);
-            m.triggered = true;
-            m.forced = true;
-            for c in &mut m.children {
-                c.triggered = true;
-                c.forced = true;
-            }
+            let got = r.root.force();
+            let expected = m.force();
+            prop_assert_eq!(seen(&got), outcome_of(expected));
+        }
+        Op::DrainUntil { past } => {
+            let got = drain_once(&r.root, past);
+            let expected = m.drain_until(past);
+            prop_assert_eq!(got.as_ref().map(seen), expected.map(outcome_of));
         }
         Op::Watch => {
             let (conn, log) = Conn::new(r.next_id);
@@ -550,14 +707,14 @@ fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
                 let mw = &mut m.watched[i];
                 let got = poll_now(w);
                 let done = if let Some(refused) = mw.refused {
-                    prop_assert_eq!(got, Some(Err(refused)));
+                    prop_assert_eq!(got, Some(Err(Stopped::Refused(refused))));
                     prop_assert_eq!(log.polls.load(SeqCst), 0);
                     true
-                } else if m.forced {
-                    prop_assert_eq!(got, Some(Err(Cancelled::Forced)));
+                } else if m.phases.forced.is_some() {
+                    prop_assert_eq!(got, Some(Err(Stopped::Forced)));
                     true
                 } else {
-                    if m.triggered {
+                    if m.phases.triggered {
                         mw.asked = true;
                     }
                     if mw.finished {
@@ -590,25 +747,21 @@ fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
                 m.watched.swap_remove(i);
             }
         }
-        Op::Child => {
-            let holds = m.refusal().is_none();
+        Op::Child { waits } => {
+            let handle = r.root.child();
+            let waits = waits.then(|| (handle.triggered(), handle.drained()));
             r.children.push(RChild {
-                handle: Some(r.root.child()),
+                handle: Some(handle),
                 guards: Vec::new(),
+                waits,
             });
-            m.children.push(MChild {
-                triggered: m.triggered,
-                forced: m.forced,
-                guards: 0,
-                holds_parent: holds,
-                handle: true,
-            });
+            m.children.push(m.child());
         }
         Op::ChildGuard(i) => {
             if let Some(i) = pick(i, r.children.len()) {
                 if let Some(h) = &r.children[i].handle {
                     let mc = &mut m.children[i];
-                    match (h.guard(), child_refusal(mc)) {
+                    match (h.guard(), mc.phases.refusal(mc.guards)) {
                         (Ok(g), None) => {
                             r.children[i].guards.push(g);
                             mc.guards += 1;
@@ -628,8 +781,7 @@ fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
         Op::TriggerChild(i) => {
             if let Some(i) = pick(i, r.children.len()) {
                 if let Some(h) = &r.children[i].handle {
-                    prop_assert_eq!(h.trigger(), !m.children[i].triggered);
-                    m.children[i].triggered = true;
+                    prop_assert_eq!(h.trigger(), m.children[i].phases.trigger());
                 }
             }
         }
@@ -637,54 +789,78 @@ fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
             if let Some(i) = pick(i, r.children.len()) {
                 if let Some(h) = &r.children[i].handle {
                     let mc = &mut m.children[i];
-                    let expected = match mc.guards {
-                        0 => Outcome::Drained,
-                        remaining => Outcome::Forced { remaining },
-                    };
-                    prop_assert_eq!(h.force(), expected);
-                    mc.triggered = true;
-                    mc.forced = true;
+                    prop_assert_eq!(seen(&h.force()), outcome_of(mc.guards));
+                    mc.phases.force(mc.guards);
+                }
+            }
+        }
+        Op::ChildDrainUntil(i, past) => {
+            if let Some(i) = pick(i, r.children.len()) {
+                if let Some(h) = &r.children[i].handle {
+                    let got = drain_once(h, past);
+                    let mc = &mut m.children[i];
+                    // It triggers the child only.
+                    mc.phases.trigger();
+                    let expected = mc.phases.drain_until(mc.guards, past);
+                    if expected.is_some() && mc.phases.forced.is_none() && mc.guards > 0 {
+                        mc.phases.force(mc.guards);
+                    }
+                    prop_assert_eq!(got.as_ref().map(seen), expected.map(outcome_of));
                 }
             }
         }
         Op::DropChildHandle(i) => {
             if let Some(i) = pick(i, r.children.len()) {
-                if r.children[i].handle.take().is_some() {
-                    // The last handle triggers the child.
-                    m.children[i].handle = false;
-                    m.children[i].triggered = true;
-                }
+                // Not a trigger: the parent still can trigger the child. Without
+                // guards or waits, the child is freed and lets go of its parent.
+                drop(r.children[i].handle.take());
             }
         }
         Op::PollWaiters => {
             let expect = |b: bool| b.then_some(());
-            prop_assert_eq!(poll_now(&mut r.root.triggered()), expect(m.triggered));
-            prop_assert_eq!(poll_now(&mut r.root.forced()), expect(m.forced));
+            prop_assert_eq!(
+                poll_now(&mut r.root.announced()),
+                expect(m.phases.announced)
+            );
+            prop_assert_eq!(
+                poll_now(&mut r.root.triggered()),
+                expect(m.phases.triggered)
+            );
             prop_assert_eq!(poll_now(&mut r.root.drained()), expect(m.drained()));
         }
     }
-    m.settle();
     Ok(())
 }
 
-fn check(m: &Model, r: &Real) -> Result<(), TestCaseError> {
-    prop_assert_eq!(r.root.is_triggered(), m.triggered);
-    prop_assert_eq!(r.root.is_forced(), m.forced);
-    prop_assert_eq!(r.root.is_drained(), m.drained());
+fn check(m: &Model, r: &mut Real) -> Result<(), TestCaseError> {
+    prop_assert_eq!(r.root.phase(), m.phase());
+    prop_assert_eq!(r.root.is_ready(), !m.phases.announced);
     prop_assert_eq!(r.root.watchers(), m.count());
     // A probe guard, dropped at once: it leaves the count as it was.
     prop_assert_eq!(r.root.guard().err(), m.refusal());
     prop_assert_eq!(r.root.watchers(), m.count());
-    for (i, (rc, mc)) in r.children.iter().zip(&m.children).enumerate() {
+    let expect = |b: bool| b.then_some(());
+    for (i, (rc, mc)) in r.children.iter_mut().zip(&m.children).enumerate() {
         prop_assert_eq!(rc.guards.len(), mc.guards, "child {}", i);
         if let Some(h) = &rc.handle {
-            prop_assert_eq!(h.is_triggered(), mc.triggered, "child {}", i);
-            prop_assert_eq!(h.is_forced(), mc.forced, "child {}", i);
-            prop_assert_eq!(h.is_drained(), mc.drained(), "child {}", i);
+            prop_assert_eq!(h.phase(), mc.phases.phase(mc.guards), "child {}", i);
+            prop_assert_eq!(h.is_ready(), !mc.phases.announced, "child {}", i);
             prop_assert_eq!(h.watchers(), mc.guards, "child {}", i);
+            prop_assert_eq!(h.guard().err(), mc.phases.refusal(mc.guards), "child {}", i);
         }
-        if let Some(g) = rc.guards.first() {
-            prop_assert_eq!(g.watchers(), mc.guards, "child {}", i);
+        if let Some((triggered, drained)) = &mut rc.waits {
+            prop_assert_eq!(
+                poll_now(triggered),
+                expect(mc.phases.triggered),
+                "child {}",
+                i
+            );
+            prop_assert_eq!(
+                poll_now(drained),
+                expect(mc.phases.drained(mc.guards)),
+                "child {}",
+                i
+            );
         }
     }
     Ok(())
@@ -712,16 +888,26 @@ proptest! {
         };
         for op in &ops {
             apply(&mut m, &mut r, op)?;
-            check(&m, &r)?;
+            check(&m, &mut r)?;
         }
-        // Winding down: whatever is left, dropping it all drains a triggered root.
+        // Winding down: whatever is left, dropping it all drains a triggered root,
+        // and every child with it.
         r.root.trigger();
         drop(std::mem::take(&mut r.guards));
         drop(std::mem::take(&mut r.watched));
         for c in &mut r.children {
             c.guards.clear();
         }
-        prop_assert!(r.root.is_drained());
+        prop_assert_eq!(r.root.phase(), Phase::Done);
         prop_assert_eq!(r.root.watchers(), 0);
+        for (i, c) in r.children.iter_mut().enumerate() {
+            if let Some(h) = &c.handle {
+                prop_assert_eq!(h.phase(), Phase::Done, "child {}", i);
+            }
+            if let Some((triggered, drained)) = &mut c.waits {
+                prop_assert_eq!(poll_now(triggered), Some(()), "child {}", i);
+                prop_assert_eq!(poll_now(drained), Some(()), "child {}", i);
+            }
+        }
     }
 }

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use futures_lite::future;
 use pool_runtime::{PoolRuntime, ThreadSleep};
-use wind_down::{Cancelled, GracefulConnection, Listener, Outcome, Runtime, Server, Shutdown};
+use wind_down::{
+    GracefulConnection, Listener, Outcome, Phase, Refused, Runtime, Server, Shutdown, Stopped,
+};
 
 /// Generous bound on every wait, to turn a hang into a failure.
 const HANG: Duration = Duration::from_secs(60);
@@ -129,9 +131,10 @@ fn graceful_close_is_asked_once_and_the_drain_completes() {
     assert_eq!(conn.recv_timeout(HANG), Ok(Ok(CLOSING_POLLS)));
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
     assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
-    assert!(shutdown.is_drained() && !shutdown.is_forced());
+    assert_eq!(shutdown.phase(), Phase::Done);
     assert_eq!(shutdown.watchers(), 0);
-    assert_eq!(shutdown.guard().map(drop), Err(Cancelled::Drained));
+    // Refused as drained, not as forced: it was never forced.
+    assert_eq!(shutdown.guard().map(drop), Err(Refused::Drained));
 }
 
 #[test]
@@ -192,13 +195,14 @@ fn a_connection_that_never_finishes_is_forced_at_the_deadline() {
     // Nothing else can finish: the outcome does not depend on this deadline.
     let outcome = block_on(shutdown.drain_until(runtime.sleep(Duration::from_millis(50))));
 
-    assert_eq!(outcome, Outcome::Forced { remaining: 2 });
-    assert_eq!(conn.recv_timeout(HANG), Ok(Err(Cancelled::Forced)));
-    assert_eq!(stuck.recv_timeout(HANG), Ok(Err(Cancelled::Forced)));
+    assert_eq!(outcome.remaining(), 2);
+    assert_eq!(conn.recv_timeout(HANG), Ok(Err(Stopped::Forced)));
+    assert_eq!(stuck.recv_timeout(HANG), Ok(Err(Stopped::Forced)));
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
     assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
-    assert!(shutdown.is_forced() && shutdown.is_drained());
-    assert_eq!(shutdown.guard().map(drop), Err(Cancelled::Forced));
+    // Drained after the force: done, and refused as forced.
+    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.guard().map(drop), Err(Refused::Forced));
 }
 
 #[test]
@@ -214,10 +218,14 @@ fn a_leaked_guard_is_reported_as_remaining() {
     assert_eq!(conn.recv_timeout(HANG), Ok(Ok(CLOSING_POLLS)));
     let outcome = block_on(shutdown.drain_until(runtime.sleep(Duration::from_millis(50))));
 
-    assert_eq!(outcome, Outcome::Forced { remaining: 1 });
+    assert_eq!(outcome.remaining(), 1);
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
     assert_eq!(shutdown.watchers(), 1);
-    assert!(!shutdown.is_drained(), "a leaked guard keeps it undrained");
+    assert_eq!(
+        shutdown.phase(),
+        Phase::Forced,
+        "a leaked guard keeps it undrained"
+    );
     let mut drained = shutdown.drained();
     assert!(block_on(future::poll_once(&mut drained)).is_none());
 }
@@ -230,13 +238,14 @@ fn an_earlier_force_reports_the_watchers_alive_at_that_force() {
     let conn = spawn_reporting(&runtime, shutdown.watch(conn));
 
     shutdown.trigger();
-    assert_eq!(shutdown.force(), Outcome::Forced { remaining: 1 });
+    let forced = shutdown.force();
+    assert_eq!(forced.remaining(), 1);
     // The forced connection is gone before the drain is even polled.
-    assert_eq!(conn.recv_timeout(HANG), Ok(Err(Cancelled::Forced)));
+    assert_eq!(conn.recv_timeout(HANG), Ok(Err(Stopped::Forced)));
     assert_eq!(shutdown.watchers(), 0);
     let outcome = block_on(shutdown.drain_until(future::pending::<()>()));
 
-    assert_eq!(outcome, Outcome::Forced { remaining: 1 });
+    assert_eq!(outcome, forced, "the report taken at the force");
 }
 
 /// A std listener polled on the runtime's timer: this runtime has no reactor.

@@ -14,7 +14,7 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 use wind_down::tokio::Tokio;
-use wind_down::{GracefulConnection, Outcome, Server, Signal, SignalSource};
+use wind_down::{GracefulConnection, Server, Signal, SignalSource, WatcherKind};
 
 /// Every event's message, from every thread.
 static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -110,7 +110,11 @@ fn shutdown_progress_is_reported_as_events() {
         drop(client);
         (outcome, peer)
     });
-    assert_eq!(outcome, Outcome::Forced { remaining: 1 });
+    assert_eq!(outcome.remaining(), 1);
+    let report = outcome.report().expect("forced");
+    assert_eq!(report.stragglers.len(), 1, "{report}");
+    assert_eq!(report.stragglers[0].kind, WatcherKind::Connection);
+    assert_eq!(report.stragglers[0].label, peer.to_string());
     let messages = MESSAGES.lock().unwrap().clone();
     let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
     assert!(has("received Terminate"), "{messages:#?}");

@@ -200,14 +200,14 @@ where
             e.outcome
         }
     };
-    if let Some(report) = shutdown.forced_report() {
-        for straggler in &report.stragglers {
-            println!("still running: {straggler}");
-        }
-    }
-    match outcome {
+    match &outcome {
         Outcome::Drained => println!("outcome: drained"),
-        Outcome::Forced { remaining } => println!("outcome: forced remaining={remaining}"),
+        Outcome::Forced(report) => {
+            for straggler in &report.stragglers {
+                println!("still running: {straggler}");
+            }
+            println!("outcome: forced remaining={}", report.remaining);
+        }
     }
     outcome
 }

@@ -266,11 +266,9 @@ impl Probe {
         for (name, sd) in &s.scopes {
             let _ = writeln!(
                 out,
-                "  {name}: watchers()={} triggered={} forced={} drained={}",
+                "  {name}: watchers()={} phase={}",
                 sd.watchers(),
-                sd.is_triggered(),
-                sd.is_forced(),
-                sd.is_drained()
+                sd.phase()
             );
         }
         if s.scopes.is_empty() {

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use crate::{Listener, Runtime, Signal, SignalSource};
+use crate::server::runtime::{Listener, Runtime};
+use crate::server::signal::{Signal, SignalSource};
 
 /// A tokio runtime, by its [`Handle`].
 ///

@@ -1,22 +1,20 @@
-//! Labelled watchers, and the [`Report`] of what was still running at a force.
+//! [`Report`]: what is running, by label; the registry of labelled watchers.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use crate::inner::Inner;
 
 /// What kind of watcher a [`Straggler`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WatcherKind {
-    /// A guard from [`Shutdown::labelled_guard`](crate::Shutdown::labelled_guard).
+    /// A guard, labelled with [`Guard::with_label`](crate::Guard::with_label).
     Guard,
-    /// A connection from [`Shutdown::watch_labelled`](crate::Shutdown::watch_labelled)
-    /// (the [`Server`](crate::Server) labels each connection with its peer address).
+    /// A watched connection, labelled with
+    /// [`Watched::with_label`](crate::Watched::with_label) (the
+    /// [`Server`](crate::Server) labels each connection with its peer address).
     Connection,
-    /// A future from [`Shutdown::track_labelled`](crate::Shutdown::track_labelled).
+    /// A tracked future, labelled with [`Watched::with_label`](crate::Watched::with_label).
     Task,
 }
 
@@ -30,14 +28,15 @@ impl fmt::Display for WatcherKind {
     }
 }
 
-/// One labelled watcher that was still running when the drain was forced.
+/// One labelled watcher that was still running.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Straggler {
     /// What it is.
     pub kind: WatcherKind,
     /// Its label: a peer address for the server's connections, else the user's.
     pub label: String,
-    /// How long it had been running at the force.
+    /// How long it had been running when the report was made.
     pub age: Duration,
 }
 
@@ -47,23 +46,34 @@ impl fmt::Display for Straggler {
     }
 }
 
-/// What was still running at the moment a coordinator was forced; see
-/// [`Shutdown::forced_report`](crate::Shutdown::forced_report).
+/// What was running in a coordinator and its child scopes at one moment: at a
+/// force, in [`Outcome::Forced`](crate::Outcome::Forced).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Report {
-    /// Every watcher counted at the force, labelled or not (as in
-    /// [`Outcome::Forced`](crate::Outcome::Forced)).
+    /// Every watcher counted, labelled or not: guards, watched and tracked futures,
+    /// in the coordinator and its child scopes (a scope itself is not a watcher).
     pub remaining: usize,
     /// The labelled ones among them, oldest first. A snapshot: a watcher created or
-    /// finishing during the force may be missing or extra.
+    /// finishing meanwhile may be missing or extra.
     pub stragglers: Vec<Straggler>,
 }
 
 impl Report {
-    /// Watchers without a label: plain guards, unlabelled watched futures and
-    /// undrained child scopes.
+    /// Watchers without a label.
     pub fn unlabelled(&self) -> usize {
         self.remaining.saturating_sub(self.stragglers.len())
+    }
+
+    /// Adds a child scope's report to this one.
+    pub(crate) fn absorb(&mut self, other: Report) {
+        self.remaining += other.remaining;
+        self.stragglers.extend(other.stragglers);
+    }
+
+    /// Oldest first.
+    pub(crate) fn sort(&mut self) {
+        self.stragglers.sort_by_key(|s| std::cmp::Reverse(s.age));
     }
 }
 
@@ -80,7 +90,7 @@ impl fmt::Display for Report {
     }
 }
 
-/// The labelled watchers alive now.
+/// The labelled watchers of one coordinator.
 #[derive(Default)]
 pub(crate) struct Registry {
     next: u64,
@@ -88,9 +98,27 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn snapshot(&self, remaining: usize) -> Report {
+    pub(crate) fn insert(&mut self, kind: WatcherKind, label: String) -> u64 {
+        let key = self.next;
+        self.next += 1;
+        self.live.insert(key, (kind, label, Instant::now()));
+        key
+    }
+
+    pub(crate) fn remove(&mut self, key: u64) {
+        self.live.remove(&key);
+    }
+
+    pub(crate) fn relabel(&mut self, key: u64, label: String) {
+        if let Some(entry) = self.live.get_mut(&key) {
+            entry.1 = label;
+        }
+    }
+
+    /// The labelled watchers now, unsorted, with `remaining` left at zero.
+    pub(crate) fn snapshot(&self) -> Report {
         let now = Instant::now();
-        let mut stragglers: Vec<Straggler> = self
+        let stragglers = self
             .live
             .values()
             .map(|(kind, label, since)| Straggler {
@@ -99,34 +127,9 @@ impl Registry {
                 age: now.saturating_duration_since(*since),
             })
             .collect();
-        stragglers.sort_by_key(|s| std::cmp::Reverse(s.age));
         Report {
-            remaining,
+            remaining: 0,
             stragglers,
         }
-    }
-}
-
-/// A labelled watcher's entry in the registry, removed on drop.
-pub(crate) struct Registration {
-    inner: Arc<Inner>,
-    key: u64,
-}
-
-impl Registration {
-    pub(crate) fn new(inner: Arc<Inner>, kind: WatcherKind, label: String) -> Self {
-        let key = inner.with_registry(|r| {
-            let key = r.next;
-            r.next += 1;
-            r.live.insert(key, (kind, label, Instant::now()));
-            key
-        });
-        Registration { inner, key }
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.inner.with_registry(|r| r.live.remove(&self.key));
     }
 }

@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::{Listener, Runtime, Signal, SignalSource};
+use crate::server::runtime::{Listener, Runtime};
+use crate::server::signal::{Signal, SignalSource};
 
 #[cfg(feature = "hyper")]
 pub use hyper_glue::HyperExecutor;

@@ -1,4 +1,9 @@
-//! How the accept loop treats an accept error, and its back-off.
+//! How the accept loop treats an accept error: its classes, and its back-off.
+//!
+//! Invariants: no class of error makes the loop spin. Per-connection errors are
+//! retried at once only [`Backoff::IMMEDIATE_RETRIES`] times in a row; after that,
+//! and for resource errors from the first, the loop sleeps on the runtime's timer,
+//! raced against the stop. A successful accept resets both.
 
 use std::io;
 use std::time::Duration;
@@ -59,26 +64,45 @@ pub(crate) fn classify(error: &io::Error) -> AcceptError {
     }
 }
 
-/// Exponential back-off for resource errors: 50 ms doubling up to 1 s, reset by a
-/// successful accept.
+/// Exponential back-off: 50 ms doubling up to 1 s, reset by a successful accept.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     next: Duration,
+    /// Per-connection errors since the last success.
+    in_a_row: u32,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(50);
     const MAX: Duration = Duration::from_secs(1);
+    /// Per-connection errors in a row that are retried without sleeping.
+    pub(crate) const IMMEDIATE_RETRIES: u32 = 64;
 
     pub(crate) fn new() -> Self {
-        Backoff { next: Self::FIRST }
+        Backoff {
+            next: Self::FIRST,
+            in_a_row: 0,
+        }
     }
 
     pub(crate) fn reset(&mut self) {
         self.next = Self::FIRST;
+        self.in_a_row = 0;
     }
 
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    /// The sleep before the next accept after `class` of error: none for a
+    /// per-connection error, until too many came in a row.
+    pub(crate) fn after(&mut self, class: AcceptError) -> Option<Duration> {
+        match class {
+            AcceptError::Connection if self.in_a_row < Self::IMMEDIATE_RETRIES => {
+                self.in_a_row += 1;
+                None
+            }
+            _ => Some(self.next_delay()),
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (delay * 2).min(Self::MAX);
         delay
@@ -114,6 +138,18 @@ mod tests {
         for code in [9, 22, 88] {
             assert_eq!(of(code), AcceptError::Fatal, "errno {code}");
         }
+    }
+
+    #[test]
+    fn per_connection_errors_in_a_row_end_up_backing_off() {
+        let mut b = Backoff::new();
+        for _ in 0..Backoff::IMMEDIATE_RETRIES {
+            assert_eq!(b.after(AcceptError::Connection), None);
+        }
+        assert_eq!(b.after(AcceptError::Connection), Some(Backoff::FIRST));
+        b.reset();
+        assert_eq!(b.after(AcceptError::Connection), None);
+        assert_eq!(b.after(AcceptError::Resource), Some(Backoff::FIRST));
     }
 
     #[test]

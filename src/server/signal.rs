@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::io;
 
-use crate::Shutdown;
+use crate::coordinator::Shutdown;
 
 /// A process signal (or console event on Windows) that asks for shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::wait::Wait;
+use super::wait::Wait;
 
 pin_project! {
     /// A future that runs `F` until its coordinator is triggered, returned by
@@ -16,12 +16,16 @@ pin_project! {
     /// Resolves to `Some(output)` if `F` completes first, or `None` as soon as it is
     /// polled after the trigger; `F` is then dropped in place, inside that poll. The
     /// trigger is checked before `F` is polled, so a triggered coordinator never lets
-    /// `F` start. It does not count as a watcher: the drain does not wait for it.
+    /// `F` start, and when completion and trigger coincide the result is `None`.
+    /// Once it resolved it lets go of the coordinator: a finished `Until` kept alive
+    /// is not woken by a later trigger. It does not count as a watcher: the drain
+    /// does not wait for it (wrap it in [`Shutdown::track`](crate::Shutdown::track)
+    /// for that).
     #[must_use = "futures do nothing unless polled"]
     pub struct Until<F> {
         #[pin]
         future: Option<F>,
-        triggered: Wait,
+        triggered: Option<Wait>,
     }
 }
 
@@ -29,7 +33,7 @@ impl<F> Until<F> {
     pub(crate) fn new(future: F, triggered: Wait) -> Self {
         Until {
             future: Some(future),
-            triggered,
+            triggered: Some(triggered),
         }
     }
 }
@@ -39,20 +43,21 @@ impl<F: Future> Future for Until<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if Pin::new(&mut *this.triggered).poll(cx).is_ready() {
+        let Some(triggered) = this.triggered.as_mut() else {
+            panic!("`Until` polled after completion");
+        };
+        if Pin::new(triggered).poll(cx).is_ready() {
             this.future.set(None);
+            *this.triggered = None;
             return Poll::Ready(None);
         }
-        match this.future.as_mut().as_pin_mut() {
-            Some(future) => match future.poll(cx) {
-                Poll::Ready(out) => {
-                    this.future.set(None);
-                    Poll::Ready(Some(out))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-            None => panic!("`Until` polled after completion"),
-        }
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
+            panic!("`Until` polled after completion");
+        };
+        let out = std::task::ready!(future.poll(cx));
+        this.future.set(None);
+        *this.triggered = None;
+        Poll::Ready(Some(out))
     }
 }
 

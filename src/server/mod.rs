@@ -1,0 +1,367 @@
+//! [`Server`]: the one accept loop, for every runtime.
+//!
+//! - `mod.rs`: the builder and [`Server::serve`], which runs the steps in order;
+//! - `accept.rs`: error classes and back-off; the accept step is [`Server::serve`]'s
+//!   first half, here;
+//! - `drain.rs`: the drain step;
+//! - `slots.rs`: live connection tasks and the connection limit;
+//! - `signal.rs`: signal sources; `runtime.rs`: what a runtime and listener supply.
+
+pub(crate) mod accept;
+mod drain;
+pub(crate) mod runtime;
+pub(crate) mod signal;
+mod slots;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::{FutureExt as _, future};
+
+use self::accept::{AcceptError, Backoff, classify};
+use self::runtime::{Listener, Runtime};
+use self::signal::{SignalSource, signal_loop};
+use self::slots::Connections;
+use crate::coordinator::Shutdown;
+use crate::coordinator::outcome::Outcome;
+use crate::coordinator::phase::Phase;
+use crate::coordinator::watch::GracefulConnection;
+use crate::log;
+
+/// The default drain deadline: 30 seconds, Kubernetes' default grace period.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+type SignalTask = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// An accept loop that serves connections until shutdown, then drains them.
+///
+/// [`serve`](Server::serve) accepts connections, hands each to a handler that turns
+/// it into a [`GracefulConnection`], and spawns it [watched](Shutdown::watch) on the
+/// runtime. When the coordinator is triggered (by [`Shutdown::trigger`], a
+/// [signal source](Server::signals), or a fatal listener error) it:
+///
+/// 1. stops accepting at once: connections still in the backlog are never served;
+/// 2. drops the listener, so its address can be bound again immediately;
+/// 3. waits for every watcher to finish, up to the [drain
+///    deadline](Server::drain_deadline), then forces what is left;
+/// 4. waits for every connection task to end, so that when `serve` returns no
+///    connection of this server holds anything (a service's state, a database
+///    pool) any more.
+///
+/// Accept errors never stop the loop unless the listener itself is broken, and
+/// never make it spin:
+/// - per-connection errors (aborted, reset, refused, interrupted, would-block;
+///   Linux's `EPROTO`, `ENETDOWN`, `EHOSTUNREACH` family, `EPERM`) are retried at
+///   once, up to 64 in a row; after that they back off like resource errors;
+/// - resource errors (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, and unknown errors)
+///   back off on the runtime's timer, 50 ms doubling up to 1 s, raced against the
+///   stop, so other tasks keep running and shutdown is not delayed;
+/// - fatal errors (`EBADF`, `EINVAL`, `ENOTSOCK`, `EFAULT`) trigger shutdown, drain,
+///   and return [`ServeError`] with the error and the drain's outcome.
+#[must_use = "a server does nothing until `serve` is awaited"]
+pub struct Server<R, L> {
+    runtime: R,
+    listener: L,
+    shutdown: Shutdown,
+    max_connections: Option<usize>,
+    drain_deadline: Duration,
+    drain_delay: Duration,
+    signals: Option<SignalTask>,
+}
+
+impl<R: Runtime, L: Listener> Server<R, L> {
+    /// A server accepting from `listener` and spawning on `runtime`, with its own
+    /// new coordinator, no connection limit, and the default drain deadline.
+    ///
+    /// Without [`signals`](Server::signals) the server hears no signal: SIGTERM and
+    /// SIGINT keep their default action and end the process without a drain. Add
+    /// `.signals(Signals::new()?)` from the `tokio` or `smol` module to drain on them.
+    pub fn new(runtime: R, listener: L) -> Self {
+        Server {
+            runtime,
+            listener,
+            shutdown: Shutdown::new(),
+            max_connections: None,
+            drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            drain_delay: Duration::ZERO,
+            signals: None,
+        }
+    }
+
+    /// Uses `shutdown` as this server's coordinator (for example a child scope of the
+    /// application's), instead of a new one.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// A handle to this server's coordinator: trigger it to stop the server.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves at most `limit` connections at once. Further connections wait in the
+    /// listener's backlog and are accepted as served ones finish.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is zero.
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        assert!(limit > 0, "wind-down: max_connections must be at least 1");
+        self.max_connections = Some(limit);
+        self
+    }
+
+    /// How long the drain may take before the remaining connections are force-closed.
+    /// Defaults to [`DEFAULT_DRAIN_DEADLINE`].
+    pub fn drain_deadline(mut self, deadline: Duration) -> Self {
+        self.drain_deadline = deadline;
+        self
+    }
+
+    /// Keeps accepting and serving for `delay` after shutdown is
+    /// [announced](Shutdown::announce) (by the first signal, or by the application),
+    /// then triggers the drain. Meanwhile [`Shutdown::is_ready`] is already `false`,
+    /// so a load balancer polling a readiness endpoint can deregister the instance
+    /// before the listener closes. Connections are not asked to close during the
+    /// delay. A [`Shutdown::trigger`] or a second signal ends the delay at once.
+    /// Defaults to zero: the drain starts at the announcement.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// Drives shutdown from `source` while serving: the first signal announces
+    /// shutdown (readiness turns `false`; the drain starts after the [drain
+    /// delay](Server::drain_delay)), a second one forces it at once (see
+    /// [`handle_signals`](crate::handle_signals) for the counting rules).
+    ///
+    /// A server never runs deaf: if the source fails (returns an error or panics),
+    /// the server drains as if signalled and [`serve`](Server::serve) returns a
+    /// [`ServeError`] with the source's error.
+    pub fn signals<S: SignalSource>(mut self, source: S) -> Self {
+        let shutdown = self.shutdown.clone();
+        self.signals = Some(Box::pin(async move {
+            signal_loop(&shutdown, source, Shutdown::announce).await
+        }));
+        self
+    }
+
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<L::Addr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs the accept loop, then the drain; see [`Server`].
+    ///
+    /// `handler` turns each accepted connection into a [`GracefulConnection`] (for
+    /// hyper, see the `hyper` module). Each connection is watched from the moment
+    /// it is accepted, so a trigger can never miss it, and labelled with its peer
+    /// address for reports (one short string and one short lock per connection).
+    /// The connection's own output is dropped.
+    ///
+    /// Resolves to the drain's [`Outcome`] once the coordinator is drained or
+    /// forced and every connection task has ended.
+    pub async fn serve<H, C>(mut self, handler: H) -> Result<Outcome, ServeError>
+    where
+        H: FnMut(L::Io, L::Addr) -> C,
+        C: GracefulConnection + Send + 'static,
+        C::Output: Send,
+    {
+        let signal_failure = self.spawn_signals();
+        let connections = Connections::new(self.max_connections);
+        let Server {
+            runtime,
+            listener,
+            shutdown,
+            drain_deadline,
+            drain_delay,
+            ..
+        } = self;
+        let stop = stop_accepting(&shutdown, &runtime, drain_delay);
+        let listener_failure =
+            accept_loop(&runtime, listener, &shutdown, &connections, stop, handler).await;
+        shutdown.trigger();
+        let outcome = drain::drain(&runtime, &shutdown, drain_deadline).await;
+        connections.all_ended().await;
+        let failure = listener_failure.or_else(|| signal_failure.lock().ok()?.take());
+        match failure {
+            None => Ok(outcome),
+            Some(error) => Err(ServeError { error, outcome }),
+        }
+    }
+
+    /// Spawns the signal task, if any. Returns where it leaves the source's
+    /// failure; a failure triggers the drain.
+    fn spawn_signals(&mut self) -> Arc<Mutex<Option<io::Error>>> {
+        let failure = Arc::new(Mutex::new(None));
+        if let Some(signals) = self.signals.take() {
+            let shutdown = self.shutdown.clone();
+            let slot = failure.clone();
+            self.runtime.spawn(async move {
+                let done = async {
+                    future::or(shutdown.drained(), shutdown.forced()).await;
+                    Ok(Ok(()))
+                };
+                let heard = std::panic::AssertUnwindSafe(signals).catch_unwind();
+                let error = match future::or(heard, done).await {
+                    Ok(Ok(())) => return,
+                    Ok(Err(error)) => error,
+                    Err(_) => io::Error::other("the signal source panicked"),
+                };
+                log::error!("signal source failed: {error}; draining");
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(error);
+                }
+                shutdown.trigger();
+            });
+        }
+        failure
+    }
+}
+
+/// Completes when accepting must stop: at the trigger, or `delay` after the
+/// announcement (then it triggers).
+async fn stop_accepting<R: Runtime>(shutdown: &Shutdown, runtime: &R, delay: Duration) {
+    shutdown.announced().await;
+    if !delay.is_zero() && shutdown.phase() < Phase::Draining {
+        log::info!("shutdown announced: serving for {delay:?} more");
+        future::or(shutdown.triggered(), runtime.sleep(delay)).await;
+    }
+    shutdown.trigger();
+}
+
+/// Accepts until `stop` completes or the listener fails fatally (returned), then
+/// drops the listener. Each connection is watched and spawned.
+async fn accept_loop<R, L, H, C>(
+    runtime: &R,
+    mut listener: L,
+    shutdown: &Shutdown,
+    connections: &Arc<Connections>,
+    stop: impl Future<Output = ()>,
+    mut handler: H,
+) -> Option<io::Error>
+where
+    R: Runtime,
+    L: Listener,
+    H: FnMut(L::Io, L::Addr) -> C,
+    C: GracefulConnection + Send + 'static,
+    C::Output: Send,
+{
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = Backoff::new();
+    // Bounded by the stop: every round awaits it (directly, or raced against the
+    // accept or a back-off sleep), and yields at least every 32 rounds.
+    for round in 0u64.. {
+        if !connections.wait_for_room(stop.as_mut()).await {
+            return None;
+        }
+        let accepted = future::or(
+            async {
+                stop.as_mut().await;
+                None
+            },
+            async { Some(listener.accept().await) },
+        )
+        .await;
+        match accepted {
+            None => return None,
+            Some(Ok((io, addr))) => {
+                backoff.reset();
+                let label = format!("{addr:?}");
+                let conn = shutdown.watch(handler(io, addr)).with_label(label);
+                let place = connections.enter();
+                runtime.spawn(async move {
+                    let _ = conn.await;
+                    drop(place);
+                });
+            }
+            Some(Err(error)) => {
+                let class = classify(&error);
+                if class == AcceptError::Fatal {
+                    log::error!("listener failed: {error}; shutting down");
+                    return Some(error);
+                }
+                if let Some(delay) = backoff.after(class) {
+                    log::warning!("accept failed: {error}; retrying in {delay:?}");
+                    let stopped = future::or(
+                        async {
+                            stop.as_mut().await;
+                            true
+                        },
+                        async {
+                            runtime.sleep(delay).await;
+                            false
+                        },
+                    );
+                    if stopped.await {
+                        return None;
+                    }
+                }
+            }
+        }
+        // smol's executor has no cooperative budget: a loop that never returns
+        // Pending would starve every other task on its thread.
+        if round % 32 == 31 {
+            future::yield_now().await;
+        }
+    }
+    None
+}
+
+impl<R, L> fmt::Debug for Server<R, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("shutdown", &self.shutdown)
+            .field("max_connections", &self.max_connections)
+            .field("drain_deadline", &self.drain_deadline)
+            .field("drain_delay", &self.drain_delay)
+            .field("signals", &self.signals.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The listener or the signal source failed; the server drained its connections
+/// and stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ServeError {
+    /// The listener's or the signal source's error.
+    pub error: io::Error,
+    /// How the drain that followed ended.
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "server failed: {} (shutdown {})",
+            self.error, self.outcome
+        )
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<ServeError> for io::Error {
+    /// The failure's own error kind, with the whole [`ServeError`] (and so the
+    /// drain's outcome) as its inner error, so that `?` works in a function
+    /// returning `io::Result`.
+    fn from(error: ServeError) -> io::Error {
+        io::Error::new(error.error.kind(), error)
+    }
+}
