@@ -95,6 +95,10 @@ cases! {
     g9_parent_drains_only_after_child,
     g9_child_created_after_parent_drained,
     g9_nested_scopes_drain_inside_out,
+    g9_hundred_thousand_nested_scopes_need_no_recursion,
+    g4_force_before_trigger_with_only_idle_scopes_is_drained,
+    #[cfg(panic = "unwind")]
+    g10_panicking_waker_does_not_stop_the_transition,
     until_trigger_resolves_none_and_drops_inner,
     until_completion_resolves_some,
     until_never_starts_when_already_triggered,
@@ -1634,4 +1638,150 @@ async fn until_never_starts_when_already_triggered<E: Exec>(cx: Cx<E>) {
     assert_eq!(cx.exec.spawn(until).await, None);
     assert!(!started.load(SeqCst));
     assert!(dropped.load(SeqCst));
+}
+
+// ----------------------------------------------------------------------------
+// Issue-driven cases for G4, G9 and G10.
+// ----------------------------------------------------------------------------
+
+/// Forcing before any trigger, with child scopes that never ran anything: an idle
+/// scope is not work, so the force reports nothing and the exit status is success.
+async fn g4_force_before_trigger_with_only_idle_scopes_is_drained<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let scopes: Vec<Shutdown> = (0..3).map(|_| s.child()).collect();
+    let grandchild = scopes[0].child();
+    let outcome = s.force();
+    assert_eq!(outcome, Outcome::Drained, "idle scopes counted as running");
+    assert_eq!(
+        std::process::ExitCode::from(outcome),
+        std::process::ExitCode::SUCCESS
+    );
+    for scope in scopes.iter().chain([&grandchild]) {
+        assert_eq!(scope.phase(), Phase::Done);
+        assert_eq!(scope.guard().unwrap_err(), Refused::Forced);
+    }
+    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(
+        s.drain_until(future::pending::<()>()).await,
+        Outcome::Drained
+    );
+}
+
+/// 100,000 nested scopes, on a thread with a 256 KiB stack: creating them, the
+/// trigger carried down to the deepest, the force's report walking up from it, the
+/// drain carried back up, and freeing the chain (from its deepest end, and
+/// untriggered) are all loops; any recursion over the depth overflows that stack.
+async fn g9_hundred_thousand_nested_scopes_need_no_recursion<E: Exec>(cx: Cx<E>) {
+    let depth = scaled(100_000, 300);
+    cx.probe.note(format!("depth {depth}"));
+    let chain = move |root: &Shutdown| {
+        let mut scopes = vec![root.child()];
+        for _ in 1..depth {
+            let next = scopes.last().unwrap().child();
+            scopes.push(next);
+        }
+        scopes
+    };
+    let small_stack = thread::Builder::new().stack_size(256 * 1024);
+    let worker = small_stack.spawn(move || {
+        let root = Shutdown::new();
+        let scopes = chain(&root);
+        let deepest = scopes.last().unwrap();
+        let guard = deepest.guard().unwrap().with_label("deepest");
+        assert_eq!(root.watchers(), 1);
+        assert!(root.trigger());
+        assert_eq!(
+            deepest.phase(),
+            Phase::Draining,
+            "trigger reached the deepest"
+        );
+        let outcome = root.force();
+        assert_eq!(outcome.remaining(), 1);
+        assert_eq!(outcome.report().unwrap().stragglers[0].label, "deepest");
+        drop(guard);
+        assert_eq!(root.phase(), Phase::Done, "the drain came back up");
+        drop(scopes);
+        drop(root);
+
+        // An untriggered chain, freed: each scope gives back its hold on the way.
+        let root = Shutdown::new();
+        drop(chain(&root));
+        assert_eq!(root.phase(), Phase::Running);
+        assert_eq!(root.watchers(), 0);
+        assert!(root.trigger());
+        assert_eq!(
+            root.phase(),
+            Phase::Done,
+            "a freed scope still held the root"
+        );
+    });
+    worker
+        .unwrap()
+        .join()
+        .expect("the nested-scope worker failed");
+}
+
+/// A waker that panics when woken.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("this waker panics on purpose");
+    }
+}
+
+/// A waker that panics, placed first among many waiters, and a child scope: the
+/// trigger still triggers the child and wakes every other waiter, then resumes the
+/// panic to its caller; the drain still comes, up to the root, though the drained
+/// waiters' first waker panics too.
+async fn g10_panicking_waker_does_not_stop_the_transition<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let child = s.child();
+    cx.probe.observe("child", &child);
+    let guard = child.guard().unwrap();
+    let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+    let mut context = Context::from_waker(&waker);
+    // Registered first: polled before any other waiter.
+    let mut first_triggered = s.triggered();
+    assert!(
+        Pin::new(&mut first_triggered)
+            .poll(&mut context)
+            .is_pending()
+    );
+    let mut first_drained = s.drained();
+    assert!(Pin::new(&mut first_drained).poll(&mut context).is_pending());
+    let waiters: Vec<_> = (0..20)
+        .flat_map(|_| {
+            [
+                s.triggered(),
+                child.triggered(),
+                s.drained(),
+                child.drained(),
+            ]
+        })
+        .map(|wait| spawn_wait(&cx, wait))
+        .collect();
+    for (_, polls) in &waiters {
+        eventually(&cx, "waiter registered", || polls.load(SeqCst) > 0).await;
+    }
+
+    let trigger = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.trigger()));
+    assert!(trigger.is_err(), "the waker's panic reaches the caller");
+    assert_eq!(s.phase(), Phase::Draining);
+    assert_eq!(child.phase(), Phase::Draining, "the child was triggered");
+    assert!(!s.trigger(), "the trigger was complete");
+
+    let release = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(guard)));
+    assert!(
+        release.is_err(),
+        "the drained waker's panic reaches the releaser"
+    );
+    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Done, "the parent drained after its child");
+    for (join, _) in waiters {
+        join.await;
+    }
+    drop((first_triggered, first_drained));
 }

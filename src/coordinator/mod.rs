@@ -1,7 +1,8 @@
 //! The coordinator: [`Shutdown`], the handle to one shared shutdown state.
 //!
 //! - `state.rs`: the state word (phases and counts in one atomic);
-//! - `core.rs`: the shared state, counting, and the tree of scopes;
+//! - `core.rs`: the shared state and its counting;
+//! - `scopes.rs`: the tree of scopes, transitions carried down it, the report;
 //! - `shard.rs`: per-thread shards of a root's count, and one watcher's count;
 //! - `wake.rs`: waking a phase's waiters once its state change is complete;
 //! - `guard.rs`, `watch.rs`, `wait.rs`, `until.rs`: what the handle hands out;
@@ -12,6 +13,7 @@ pub(crate) mod guard;
 pub(crate) mod outcome;
 pub(crate) mod phase;
 pub(crate) mod report;
+mod scopes;
 pub(crate) mod shard;
 pub(crate) mod state;
 pub(crate) mod sync;

@@ -5,11 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use event_listener::EventListener;
-
 use super::core::CoreRef;
 use super::phase::Phase;
-use super::wake::listen;
+use super::wake::Listening;
 
 /// A future that resolves once its coordinator reaches a phase. Returned by
 /// [`Shutdown::announced`](crate::Shutdown::announced),
@@ -30,7 +28,7 @@ use super::wake::listen;
 pub struct Wait {
     core: CoreRef,
     phase: Phase,
-    listener: Option<EventListener>,
+    listener: Option<Listening>,
 }
 
 impl Wait {
@@ -56,8 +54,8 @@ impl Future for Wait {
                 return Poll::Ready(());
             }
             match &mut this.listener {
-                None => this.listener = Some(listen(this.core.event(this.phase))),
-                Some(listener) => match Pin::new(listener).poll(cx) {
+                None => this.listener = Some(Listening::new(this.core.event(this.phase))),
+                Some(listener) => match listener.poll(cx) {
                     Poll::Ready(()) => this.listener = None,
                     Poll::Pending => return Poll::Pending,
                 },

@@ -10,10 +10,20 @@
 //!   state word again ([`listen`]), make sure that either the waiter sees the new
 //!   state or this sees its listener.
 //! - A waker that panics does not keep the others from being woken; the first
-//!   panic is resumed once every event was notified.
+//!   panic is resumed once every event was notified. event-listener is not
+//!   panic-safe (a waker that unwinds out of `notify` leaves its count of notified
+//!   listeners short, which a later removal underflows), so it never sees a task's
+//!   waker: a [`Listening`] polls its listener with a waker of its own that calls
+//!   the task's inside `catch_unwind` and keeps the panic for the transition in
+//!   progress on that thread.
 
 use std::any::Any;
+use std::cell::RefCell;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use event_listener::{Event, EventListener};
 
@@ -64,6 +74,8 @@ impl Wakes {
             return;
         }
         fence(Ordering::SeqCst);
+        // A panic left by a waker outside a transition is not this one's.
+        let _ = CAUGHT.try_with(|caught| caught.borrow_mut().take());
         let mut panic = None;
         for (core, reached) in self.first.iter().chain(&self.more) {
             match *reached {
@@ -88,28 +100,73 @@ impl Wakes {
     }
 }
 
-/// Registers a listener for `event`, for a waiter that reads the state word again
-/// right after: see the module's invariants.
-pub(crate) fn listen(event: &Event) -> EventListener {
-    let listener = event.listen();
-    fence(Ordering::SeqCst);
-    listener
+type Payload = Box<dyn Any + Send>;
+
+std::thread_local! {
+    /// The first panic of a task's waker caught on this thread since it was last
+    /// taken.
+    static CAUGHT: RefCell<Option<Payload>> = const { RefCell::new(None) };
 }
 
-/// Notifies every listener of `event`, also past wakers that panic.
-fn notify_all(event: &Event, panic: &mut Option<Box<dyn Any + Send>>) {
+/// A task's waker, called inside `catch_unwind`.
+struct Catching(Waker);
+
+impl Wake for Catching {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.0.wake_by_ref())) {
+            let _ = CAUGHT.try_with(|caught| {
+                caught.borrow_mut().get_or_insert(payload);
+            });
+        }
+    }
+}
+
+/// A waiter registered with one phase's event, polled with a waker that cannot
+/// unwind into event-listener.
+pub(crate) struct Listening {
+    listener: EventListener,
+    /// The task's waker and the catching waker around it, made on the first poll
+    /// and again only when the task's waker changes.
+    wakers: Option<(Waker, Waker)>,
+}
+
+impl Listening {
+    /// Registers with `event`, for a waiter that reads the state word again right
+    /// after: see the module's invariants.
+    pub(crate) fn new(event: &Event) -> Listening {
+        let listener = event.listen();
+        fence(Ordering::SeqCst);
+        Listening {
+            listener,
+            wakers: None,
+        }
+    }
+
+    /// Ready once the event was notified.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let task = cx.waker();
+        let catching = match &self.wakers {
+            Some((known, catching)) if known.will_wake(task) => catching,
+            _ => {
+                let catching = Waker::from(Arc::new(Catching(task.clone())));
+                &self.wakers.insert((task.clone(), catching)).1
+            }
+        };
+        Pin::new(&mut self.listener).poll(&mut Context::from_waker(catching))
+    }
+}
+
+/// Notifies every listener of `event`; keeps the first panic of their wakers.
+fn notify_all(event: &Event, panic: &mut Option<Payload>) {
     if event.total_listeners() == 0 {
         return;
     }
-    // event-listener marks a listener notified before it runs its waker, so each
-    // panicking round consumes one listener and the next round goes on after it:
-    // bounded by the number of listeners.
-    loop {
-        match catch_unwind(AssertUnwindSafe(|| event.notify(usize::MAX))) {
-            Ok(_) => return,
-            Err(payload) => {
-                panic.get_or_insert(payload);
-            }
-        }
+    event.notify(usize::MAX);
+    if let Ok(Some(payload)) = CAUGHT.try_with(|caught| caught.borrow_mut().take()) {
+        panic.get_or_insert(payload);
     }
 }

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use event_listener::EventListener;
 use pin_project_lite::pin_project;
 
 use super::guard::Guard;
@@ -13,7 +12,7 @@ use super::outcome::{Refused, Stopped};
 use super::phase::Phase;
 use super::report::WatcherKind;
 use super::state::{FORCED, TRIGGERED};
-use super::wake::listen;
+use super::wake::Listening;
 
 /// A future, typically a connection, that can be asked to finish gracefully.
 ///
@@ -97,7 +96,7 @@ pin_project! {
         admission: Admission,
         kind: WatcherKind,
         // Listens for the trigger until graceful shutdown was asked, then for the force.
-        listener: Option<EventListener>,
+        listener: Option<Listening>,
         asked_graceful: bool,
     }
 }
@@ -187,9 +186,9 @@ impl<C: GracefulConnection> Future for Watched<C> {
                     } else {
                         Phase::Draining
                     };
-                    *this.listener = Some(listen(core.event(next)));
+                    *this.listener = Some(Listening::new(core.event(next)));
                 }
-                Some(listener) => match Pin::new(listener).poll(cx) {
+                Some(listener) => match listener.poll(cx) {
                     Poll::Ready(()) => *this.listener = None,
                     Poll::Pending => return Poll::Pending,
                 },

@@ -5,8 +5,19 @@
 //! and for resource errors from the first, the loop sleeps on the runtime's timer,
 //! raced against the stop. A successful accept resets both.
 
+use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_lite::future;
+
+use crate::coordinator::Shutdown;
+use crate::coordinator::phase::Phase;
+use crate::coordinator::watch::GracefulConnection;
+use crate::log;
+use crate::server::runtime::{Listener, Runtime};
+use crate::server::slots::Connections;
 
 /// What to do after a failed `accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +118,95 @@ impl Backoff {
         self.next = (delay * 2).min(Self::MAX);
         delay
     }
+}
+
+/// Completes when accepting must stop: at the trigger, or `delay` after the
+/// announcement (then it triggers).
+pub(crate) async fn stop_accepting<R: Runtime>(shutdown: &Shutdown, runtime: &R, delay: Duration) {
+    shutdown.announced().await;
+    if !delay.is_zero() && shutdown.phase() < Phase::Draining {
+        log::info!("shutdown announced: serving for {delay:?} more");
+        future::or(shutdown.triggered(), runtime.sleep(delay)).await;
+    }
+    shutdown.trigger();
+}
+
+/// Accepts until `stop` completes or the listener fails fatally (returned), then
+/// drops the listener. Each connection is watched and spawned.
+pub(crate) async fn accept_loop<R, L, H, C>(
+    runtime: &R,
+    mut listener: L,
+    shutdown: &Shutdown,
+    connections: &Arc<Connections>,
+    stop: impl Future<Output = ()>,
+    mut handler: H,
+) -> Option<io::Error>
+where
+    R: Runtime,
+    L: Listener,
+    H: FnMut(L::Io, L::Addr) -> C,
+    C: GracefulConnection + Send + 'static,
+    C::Output: Send,
+{
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = Backoff::new();
+    // Bounded by the stop: every round awaits it (directly, or raced against the
+    // accept or a back-off sleep), and yields at least every 32 rounds.
+    for round in 0u64.. {
+        if !connections.wait_for_room(stop.as_mut()).await {
+            return None;
+        }
+        let accepted = future::or(
+            async {
+                stop.as_mut().await;
+                None
+            },
+            async { Some(listener.accept().await) },
+        )
+        .await;
+        match accepted {
+            None => return None,
+            Some(Ok((io, addr))) => {
+                backoff.reset();
+                let label = format!("{addr:?}");
+                let conn = shutdown.watch(handler(io, addr)).with_label(label);
+                let place = connections.enter();
+                runtime.spawn(async move {
+                    let _ = conn.await;
+                    drop(place);
+                });
+            }
+            Some(Err(error)) => {
+                let class = classify(&error);
+                if class == AcceptError::Fatal {
+                    log::error!("listener failed: {error}; shutting down");
+                    return Some(error);
+                }
+                if let Some(delay) = backoff.after(class) {
+                    log::warning!("accept failed: {error}; retrying in {delay:?}");
+                    let stopped = future::or(
+                        async {
+                            stop.as_mut().await;
+                            true
+                        },
+                        async {
+                            runtime.sleep(delay).await;
+                            false
+                        },
+                    );
+                    if stopped.await {
+                        return None;
+                    }
+                }
+            }
+        }
+        // smol's executor has no cooperative budget: a loop that never returns
+        // Pending would starve every other task on its thread.
+        if round % 32 == 31 {
+            future::yield_now().await;
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! [`Server`]: the one accept loop, for every runtime.
 //!
 //! - `mod.rs`: the builder and [`Server::serve`], which runs the steps in order;
-//! - `accept.rs`: error classes and back-off; the accept step is [`Server::serve`]'s
-//!   first half, here;
+//! - `accept.rs`: the accept step, its error classes and back-off;
 //! - `drain.rs`: the drain step;
 //! - `slots.rs`: live connection tasks and the connection limit;
 //! - `signal.rs`: signal sources; `runtime.rs`: what a runtime and listener supply.
@@ -22,13 +21,12 @@ use std::time::Duration;
 
 use futures_lite::{FutureExt as _, future};
 
-use self::accept::{AcceptError, Backoff, classify};
+use self::accept::{accept_loop, stop_accepting};
 use self::runtime::{Listener, Runtime};
 use self::signal::{SignalSource, signal_loop};
 use self::slots::Connections;
 use crate::coordinator::Shutdown;
 use crate::coordinator::outcome::Outcome;
-use crate::coordinator::phase::Phase;
 use crate::coordinator::watch::GracefulConnection;
 use crate::log;
 
@@ -227,95 +225,6 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         }
         failure
     }
-}
-
-/// Completes when accepting must stop: at the trigger, or `delay` after the
-/// announcement (then it triggers).
-async fn stop_accepting<R: Runtime>(shutdown: &Shutdown, runtime: &R, delay: Duration) {
-    shutdown.announced().await;
-    if !delay.is_zero() && shutdown.phase() < Phase::Draining {
-        log::info!("shutdown announced: serving for {delay:?} more");
-        future::or(shutdown.triggered(), runtime.sleep(delay)).await;
-    }
-    shutdown.trigger();
-}
-
-/// Accepts until `stop` completes or the listener fails fatally (returned), then
-/// drops the listener. Each connection is watched and spawned.
-async fn accept_loop<R, L, H, C>(
-    runtime: &R,
-    mut listener: L,
-    shutdown: &Shutdown,
-    connections: &Arc<Connections>,
-    stop: impl Future<Output = ()>,
-    mut handler: H,
-) -> Option<io::Error>
-where
-    R: Runtime,
-    L: Listener,
-    H: FnMut(L::Io, L::Addr) -> C,
-    C: GracefulConnection + Send + 'static,
-    C::Output: Send,
-{
-    let mut stop = std::pin::pin!(stop);
-    let mut backoff = Backoff::new();
-    // Bounded by the stop: every round awaits it (directly, or raced against the
-    // accept or a back-off sleep), and yields at least every 32 rounds.
-    for round in 0u64.. {
-        if !connections.wait_for_room(stop.as_mut()).await {
-            return None;
-        }
-        let accepted = future::or(
-            async {
-                stop.as_mut().await;
-                None
-            },
-            async { Some(listener.accept().await) },
-        )
-        .await;
-        match accepted {
-            None => return None,
-            Some(Ok((io, addr))) => {
-                backoff.reset();
-                let label = format!("{addr:?}");
-                let conn = shutdown.watch(handler(io, addr)).with_label(label);
-                let place = connections.enter();
-                runtime.spawn(async move {
-                    let _ = conn.await;
-                    drop(place);
-                });
-            }
-            Some(Err(error)) => {
-                let class = classify(&error);
-                if class == AcceptError::Fatal {
-                    log::error!("listener failed: {error}; shutting down");
-                    return Some(error);
-                }
-                if let Some(delay) = backoff.after(class) {
-                    log::warning!("accept failed: {error}; retrying in {delay:?}");
-                    let stopped = future::or(
-                        async {
-                            stop.as_mut().await;
-                            true
-                        },
-                        async {
-                            runtime.sleep(delay).await;
-                            false
-                        },
-                    );
-                    if stopped.await {
-                        return None;
-                    }
-                }
-            }
-        }
-        // smol's executor has no cooperative budget: a loop that never returns
-        // Pending would starve every other task on its thread.
-        if round % 32 == 31 {
-            future::yield_now().await;
-        }
-    }
-    None
 }
 
 impl<R, L> fmt::Debug for Server<R, L> {
