@@ -28,6 +28,9 @@
 //! 4. **The HTTP layer**, feature `hyper`: hyper 1.x connections and
 //!    `Server::serve_http` on both runtimes.
 //!
+//! Coming from hyper-util, tokio-util, swansong, tokio-graceful or axum? The
+//! [`migrating`] module maps their calls to these.
+//!
 //! ```
 //! use std::time::Duration;
 //! use wind_down::{Outcome, Shutdown};
@@ -106,6 +109,7 @@
 
 mod coordinator;
 mod log;
+pub mod migrating;
 mod server;
 
 #[cfg(feature = "hyper")]
@@ -131,3 +135,8 @@ pub use server::{DEFAULT_DRAIN_DEADLINE, ServeError, Server};
 
 #[cfg(test)]
 mod tests;
+
+/// The README's code blocks, compiled and run as doctests so that it cannot drift.
+#[cfg(all(doctest, feature = "tokio", feature = "hyper"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

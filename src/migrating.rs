@@ -1,0 +1,234 @@
+//! Migration guides: the calls of the crates people switch from, mapped to
+//! wind-down's, and the differences that remain on purpose.
+//!
+//! Five differences apply to every guide below:
+//!
+//! 1. **Nothing is admitted after the drain.** [`Shutdown::guard`],
+//!    [`Shutdown::watch`] and [`Shutdown::track`] are [`Refused`] once the
+//!    coordinator drained (or was forced), so that "drained" stays true. Between the
+//!    trigger and the drain they still work: whether a guard taken after the trigger
+//!    is refused depends on whether the drain already completed.
+//! 2. **Tracked work after the drain never runs, and says so**: its future resolves
+//!    to `Err(Stopped::Refused(Refused::Drained))` without polling the inner one.
+//! 3. **`run_until_triggered` prefers the trigger**: when completion and trigger
+//!    are both ready at one poll it returns `None` (tokio-util's
+//!    `run_until_cancelled` returns the output).
+//! 4. **There is a deadline.** [`Server`] forces what is left after its drain
+//!    deadline (30 s by default), and [`Shutdown::drain_until`] takes one; axum and
+//!    hyper-util wait for ever.
+//! 5. **A first signal announces**, and triggers the drain at once unless the
+//!    server has a [drain delay](Server::drain_delay); a second one forces.
+//!    Dropping the last handle of a root coordinator triggers it (a
+//!    `CancellationToken` is not cancelled by its drop).
+//!
+//! # From hyper-util's `GracefulShutdown`
+//!
+//! | hyper-util | wind-down |
+//! |---|---|
+//! | `GracefulShutdown::new()` | [`Shutdown::new()`] |
+//! | `graceful.watch(conn)` | [`shutdown.watch(conn)`](Shutdown::watch), a future to spawn |
+//! | `graceful.watcher()` | [`shutdown.guard()`](Shutdown::guard) or `shutdown.clone()` |
+//! | `graceful.count()` | [`shutdown.watchers()`](Shutdown::watchers) |
+//! | `select! { graceful.shutdown() => .., sleep(d) => .. }` | [`shutdown.drain_until(sleep(d))`](Shutdown::drain_until): triggers, waits, forces at the deadline |
+//! | the accept loop, `ctrl_c()` and the `select!` around it | [`Server::new(rt, listener).signals(Signals::new()?).serve_http(svc)`](Server) |
+//!
+//! Before, in words: an accept loop `select!`s `listener.accept()` against
+//! `ctrl_c()`, serves each connection with `graceful.watch(conn)`, and after the
+//! loop races `graceful.shutdown()` against a sleep. After, the same loop with
+//! wind-down (or all of it in one [`Server`] call):
+//!
+//! ```
+//! # #[cfg(all(feature = "tokio", feature = "hyper"))]
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use std::time::Duration;
+//!
+//! use hyper::{Response, server::conn::http1, service::service_fn};
+//! use hyper_util::rt::TokioIo;
+//! use wind_down::Shutdown;
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = Shutdown::new(); // was: GracefulShutdown::new()
+//! let accepting = {
+//!     let shutdown = shutdown.clone();
+//!     tokio::spawn(async move {
+//!         loop {
+//!             let stop = async {
+//!                 shutdown.triggered().await; // was: the ctrl_c() arm of the select!
+//!                 None
+//!             };
+//!             let accept = async { Some(listener.accept().await) };
+//!             let Some(Ok((stream, _))) = futures_lite::future::or(stop, accept).await else {
+//!                 break;
+//!             };
+//!             let hello = service_fn(|_| async {
+//!                 Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+//!             });
+//!             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), hello);
+//!             tokio::spawn(shutdown.watch(conn)); // was: graceful.watch(conn)
+//!         }
+//!     })
+//! };
+//! shutdown.trigger(); // Ctrl-C, in this example
+//! accepting.await.unwrap();
+//! // was: select! { graceful.shutdown() => .., sleep(10 s) => .. }
+//! let outcome = shutdown.drain_until(tokio::time::sleep(Duration::from_secs(10))).await;
+//! assert!(outcome.is_drained());
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "tokio", feature = "hyper")))]
+//! # fn main() {}
+//! ```
+//!
+//! # From tokio-util's `CancellationToken` and `TaskTracker`
+//!
+//! One [`Shutdown`] is both: the token's cancellation is the trigger, the
+//! tracker's tasks are watchers, and its `close` + `wait` is the drain.
+//!
+//! | tokio-util | wind-down |
+//! |---|---|
+//! | `CancellationToken::new()`, `TaskTracker::new()` | [`Shutdown::new()`] |
+//! | `token.cancel()`, `tracker.close()` | [`shutdown.trigger()`](Shutdown::trigger) |
+//! | `token.cancelled().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
+//! | `token.is_cancelled()` | [`shutdown.phase() >= Phase::Draining`](Shutdown::phase) |
+//! | `token.child_token()` | [`shutdown.child()`](Shutdown::child) |
+//! | `token.run_until_cancelled(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered) |
+//! | `tracker.spawn(fut)` | `tokio::spawn(shutdown.track(fut))` |
+//! | `tracker.token()` | [`shutdown.guard()`](Shutdown::guard) |
+//! | `tracker.len()` | [`shutdown.watchers()`](Shutdown::watchers) |
+//! | `tracker.wait().await`, with a timeout around it | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until) |
+//!
+//! Before, in words: a worker spawned on the tracker loops in
+//! `token.run_until_cancelled(..)`, then flushes; `main` cancels the token, closes
+//! the tracker and waits for it under a timeout. After:
+//!
+//! ```
+//! # #[tokio::main]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use wind_down::{Phase, Shutdown};
+//!
+//! let shutdown = Shutdown::new();
+//! let worker = shutdown.clone();
+//! // was: tracker.spawn(..)
+//! tokio::spawn(shutdown.track(async move {
+//!     // was: token.run_until_cancelled(..)
+//!     worker.run_until_triggered(std::future::pending::<()>()).await;
+//!     // The flush: the drain waits for it.
+//! }));
+//! shutdown.trigger(); // was: token.cancel(); tracker.close();
+//! assert!(shutdown.phase() >= Phase::Draining); // was: token.is_cancelled()
+//! // was: timeout(5 s, tracker.wait())
+//! let outcome = shutdown.drain_until(tokio::time::sleep(Duration::from_secs(5))).await;
+//! assert!(outcome.is_drained());
+//! # }
+//! ```
+//!
+//! # From swansong
+//!
+//! | swansong | wind-down |
+//! |---|---|
+//! | `Swansong::new()` | [`Shutdown::new()`] |
+//! | `swansong.shut_down()` (and awaiting it) | [`shutdown.trigger()`](Shutdown::trigger) (then [`shutdown.drained().await`](Shutdown::drained)) |
+//! | `swansong.shutting_down().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
+//! | `swansong.guard()` | [`shutdown.guard()`](Shutdown::guard), a `Result` (refused once drained) |
+//! | `swansong.interrupt(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered) |
+//! | `swansong.guarded(fut)` | [`shutdown.track(fut)`](Shutdown::track) |
+//! | `swansong.child()` | [`shutdown.child()`](Shutdown::child) |
+//! | `swansong.guard_count()` | [`shutdown.watchers()`](Shutdown::watchers) |
+//! | `swansong.state()`, `is_running()`, `is_complete()` | [`shutdown.phase()`](Shutdown::phase) |
+//! | `Swansong::with_guard_report()` | [`Guard::with_label`] and the [`Report`] in [`Outcome::Forced`] |
+//!
+//! Before, in words: a child swansong guards a request, an interrupted loop runs
+//! beside it, and `shut_down().await` waits for both. After:
+//!
+//! ```
+//! use wind_down::Shutdown;
+//!
+//! futures_lite::future::block_on(async {
+//!     let shutdown = Shutdown::new();
+//!     let child = shutdown.child();
+//!     let guard = child.guard().expect("not drained"); // was: swansong.guard()
+//!     let looping = shutdown.run_until_triggered(std::future::pending::<()>());
+//!     let guarded = shutdown.track(async { 1 }); // was: swansong.guarded(..)
+//!     assert_eq!(shutdown.watchers(), 2); // was: swansong.guard_count()
+//!     shutdown.trigger(); // was: swansong.shut_down()
+//!     assert_eq!(looping.await, None);
+//!     assert_eq!(guarded.await, Ok(1));
+//!     drop(guard);
+//!     shutdown.drained().await; // was: awaiting the ShutdownCompletion
+//! });
+//! ```
+//!
+//! # From tokio-graceful
+//!
+//! | tokio-graceful | wind-down |
+//! |---|---|
+//! | `Shutdown::default()` (Ctrl-C / SIGTERM) | [`Shutdown::new()`] and [`handle_signals`] with the `tokio` feature's `Signals` (or [`Server::signals`]) |
+//! | `Shutdown::new(signal)` | [`Shutdown::new()`], then `signal.await; shutdown.trigger()` |
+//! | `shutdown.guard()` | [`shutdown.guard()`](Shutdown::guard) for a count, `shutdown.clone()` for a handle |
+//! | `guard.cancelled().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
+//! | `shutdown.spawn_task(fut)` | `tokio::spawn(shutdown.track(fut))` |
+//! | `shutdown.shutdown_with_limit(d).await` | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until) |
+//! | `guard.downgrade()` (a weak guard) | a `Shutdown` clone: it does not hold the drain |
+//!
+//! Before, in words: the default shutdown waits for Ctrl-C or SIGTERM; a task
+//! spawned through it waits for `guard.cancelled()`; `main` ends with
+//! `shutdown_with_limit(10 s)`. After (the signal replaced by a trigger so the
+//! example ends):
+//!
+//! ```
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use wind_down::{Shutdown, handle_signals, tokio::Signals};
+//!
+//! let shutdown = Shutdown::new();
+//! let signals = Signals::new()?; // installed now: an early SIGTERM is not fatal
+//! let on_signals = shutdown.clone();
+//! tokio::spawn(async move { handle_signals(&on_signals, signals).await });
+//! let worker = shutdown.clone();
+//! tokio::spawn(shutdown.track(async move {
+//!     worker.triggered().await; // was: guard.cancelled().await
+//! }));
+//! shutdown.trigger(); // the signal, in this example
+//! // was: shutdown.shutdown_with_limit(10 s)
+//! let outcome = shutdown.drain_until(tokio::time::sleep(Duration::from_secs(10))).await;
+//! assert!(outcome.is_drained());
+//! # Ok(()) }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
+//! ```
+//!
+//! # From axum's `with_graceful_shutdown`
+//!
+//! | axum | wind-down |
+//! |---|---|
+//! | `axum::serve(listener, router)` | [`Server::new(Tokio::current(), listener).serve_http(TowerToHyperService::new(router))`](Server) |
+//! | `.with_graceful_shutdown(signal)` | [`.signals(Signals::new()?)`](Server::signals), or [`server.shutdown()`](Server::shutdown)`.trigger()` from the application |
+//! | waits for every connection, for ever | drains up to the [drain deadline](Server::drain_deadline), then forces; the [`Outcome`] says which |
+//!
+//! Before, in words: `axum::serve(listener, router).with_graceful_shutdown(ctrl_c)`.
+//! After (triggered at once so the example ends):
+//!
+//! ```
+//! # #[cfg(all(feature = "tokio", feature = "hyper"))]
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use axum::{Router, routing::get};
+//! use hyper_util::service::TowerToHyperService;
+//! use wind_down::{Server, tokio::{Signals, Tokio}};
+//!
+//! let router = Router::new().route("/", get(|| async { "hello" }));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::new(Tokio::current(), listener).signals(Signals::new()?);
+//! server.shutdown().trigger(); // Ctrl-C, in this example
+//! let outcome = server.serve_http(TowerToHyperService::new(router)).await?;
+//! assert!(outcome.is_drained());
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "tokio", feature = "hyper")))]
+//! # fn main() {}
+//! ```
+
+#[allow(unused_imports)] // for the links above
+use crate::{Guard, Outcome, Refused, Report, Server, Shutdown, handle_signals};
