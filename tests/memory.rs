@@ -183,3 +183,34 @@ fn waiter_churn_keeps_live_heap_flat() {
     assert!(peak < bound, "live heap peaked {peak} bytes above baseline");
     assert!(allocs() > 0, "the counting allocator is in use");
 }
+
+/// A dropped child scope frees its memory at once: after a burst of 100,000
+/// children created and dropped under a live parent, what stays allocated is the
+/// parent's list capacity (a few words per slot), not the scopes. A second burst
+/// reuses that capacity: the live heap does not grow again.
+#[test]
+fn dropped_scopes_free_their_memory_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const BURST: usize = if cfg!(miri) { 200 } else { 100_000 };
+    let parent = Shutdown::new();
+    let before = live_bytes();
+    let scopes: Vec<Shutdown> = (0..BURST).map(|_| parent.child()).collect();
+    let per_scope_live = (live_bytes() - before) / BURST as isize;
+    drop(scopes);
+    let kept = live_bytes() - before;
+    // The slab keeps one entry per slot (an enum of a `Weak` and a key).
+    assert!(
+        kept <= (BURST * 32) as isize,
+        "{kept} bytes kept after dropping {BURST} scopes of {per_scope_live} bytes each"
+    );
+    assert!(per_scope_live > 64, "a scope should own more than its slot");
+    let scopes: Vec<Shutdown> = (0..BURST).map(|_| parent.child()).collect();
+    drop(scopes);
+    assert!(
+        live_bytes() - before <= kept,
+        "a second burst grew the heap: {} > {kept}",
+        live_bytes() - before
+    );
+    assert!(parent.trigger());
+    assert_eq!(parent.phase(), Phase::Done, "a dropped scope still held its parent");
+}
