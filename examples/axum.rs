@@ -1,15 +1,15 @@
-//! An axum `Router` served by wind-down on tokio: drains on Ctrl-C or SIGTERM,
-//! forces on a second signal or after a 10 s deadline.
+//! An axum `Router` served by wind-down on tokio, with axum's `ConnectInfo`:
+//! drains on Ctrl-C or SIGTERM, forces on a second signal or after a 10 s deadline.
 //!
 //! ```text
 //! cargo run --example axum --features tokio,hyper
 //! curl http://127.0.0.1:3000/
 //! ```
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::{Router, routing::get};
-use hyper_util::service::TowerToHyperService;
+use axum::{Router, extract::ConnectInfo, routing::get};
 use wind_down::Server;
 use wind_down::tokio::{Signals, Tokio};
 
@@ -17,7 +17,12 @@ use wind_down::tokio::{Signals, Tokio};
 async fn main() -> std::io::Result<std::process::ExitCode> {
     let signals = Signals::new()?;
     let router = Router::new()
-        .route("/", get(|| async { "hello from axum\n" }))
+        .route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                format!("hello from axum, {peer}\n")
+            }),
+        )
         .route(
             "/slow",
             get(|| async {
@@ -31,7 +36,8 @@ async fn main() -> std::io::Result<std::process::ExitCode> {
         .signals(signals)
         .drain_deadline(Duration::from_secs(10));
     println!("listening on {}", server.local_addr()?);
-    let outcome = match server.serve_http(TowerToHyperService::new(router)).await {
+    let make = router.into_make_service_with_connect_info::<SocketAddr>();
+    let outcome = match server.serve_tower(make).await {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("{e}");

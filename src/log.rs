@@ -1,6 +1,10 @@
 //! Progress events: `tracing` with the `tracing` feature, nothing without it.
 
 #[cfg(feature = "tracing")]
+macro_rules! debug {
+    ($($t:tt)*) => { ::tracing::debug!($($t)*) };
+}
+#[cfg(feature = "tracing")]
 macro_rules! info {
     ($($t:tt)*) => { ::tracing::info!($($t)*) };
 }
@@ -13,6 +17,10 @@ macro_rules! error {
     ($($t:tt)*) => { ::tracing::error!($($t)*) };
 }
 
+#[cfg(not(feature = "tracing"))]
+macro_rules! debug {
+    ($($t:tt)*) => {{ let _ = format_args!($($t)*); }};
+}
 #[cfg(not(feature = "tracing"))]
 macro_rules! info {
     ($($t:tt)*) => {{ let _ = format_args!($($t)*); }};
@@ -27,4 +35,4 @@ macro_rules! error {
 }
 
 #[allow(unused_imports)]
-pub(crate) use {error, info, warning};
+pub(crate) use {debug, error, info, warning};

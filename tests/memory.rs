@@ -212,5 +212,9 @@ fn dropped_scopes_free_their_memory_at_once() {
         live_bytes() - before
     );
     assert!(parent.trigger());
-    assert_eq!(parent.phase(), Phase::Done, "a dropped scope still held its parent");
+    assert_eq!(
+        parent.phase(),
+        Phase::Done,
+        "a dropped scope still held its parent"
+    );
 }

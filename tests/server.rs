@@ -67,7 +67,26 @@ struct Options {
     /// A signal source that fails when this channel yields: with an error, or by
     /// panicking (`true`).
     failing_signals: Option<(smol::channel::Receiver<()>, bool)>,
+    /// Held by every request while it runs, if set; with where to store its count
+    /// at the moment `serve_http` returns (taken inside the runtime).
+    held: Option<(Arc<()>, Arc<AtomicUsize>)>,
+    /// Each connection error the server reports: the peer, and whether the peer
+    /// caused it (a parse error), if set.
+    errors: Option<Reported>,
 }
+
+/// Holds its `Arc` through a slow destructor (50 ms): a request cut short at a
+/// force is still being dropped well after the force.
+struct SlowDrop(#[allow(dead_code)] Arc<()>);
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The connection errors a server reported: each peer and error message.
+type Reported = Arc<Mutex<Vec<(SocketAddr, String)>>>;
 
 /// A signal source that fails on command.
 struct Failing {
@@ -93,6 +112,8 @@ impl Default for Options {
             faults: Faults::default(),
             ticks: None,
             failing_signals: None,
+            held: None,
+            errors: None,
         }
     }
 }
@@ -135,10 +156,33 @@ where
             shutdown.run_until_triggered(ticker).await;
         });
     }
+    if let Some(errors) = opts.errors {
+        server = server.on_connection_error(move |peer, error| {
+            errors.lock().unwrap().push((*peer, error.to_string()));
+        });
+    }
     started
         .send((server.local_addr().unwrap(), server.shutdown()))
         .unwrap();
-    server.serve_http(app::App::new(runtime)).await
+    let app = app::App::new(runtime);
+    match opts.held {
+        None => server.serve_http(app).await,
+        Some((held, count_at_return)) => {
+            let probe = held.clone();
+            // The app, with every request holding `held` while it runs.
+            let service = hyper::service::service_fn(move |req| {
+                let held = held.clone();
+                let response = hyper::service::Service::call(&app, req);
+                Box::pin(async move {
+                    let _held = SlowDrop(held);
+                    response.await
+                }) as AppFuture
+            });
+            let result = server.serve_http(service).await;
+            count_at_return.store(Arc::strong_count(&probe), Ordering::SeqCst);
+            result
+        }
+    }
 }
 
 /// A runtime to run the server on, in a thread of its own.
@@ -233,6 +277,8 @@ per_runtime!(
     resource_errors_back_off_and_shutdown_cuts_the_back_off,
     signal_source_error_drains_and_is_returned,
     signal_source_panic_drains_and_is_returned,
+    serve_returns_only_when_every_connection_let_go,
+    connection_errors_reach_the_callback,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -487,4 +533,68 @@ fn signal_source_error_drains_and_is_returned<H: Harness>() {
 
 fn signal_source_panic_drains_and_is_returned<H: Harness>() {
     signal_source_failure::<H>(true);
+}
+
+/// A forced drain: when `serve_http` returns, no connection task holds the
+/// service's state any more, so the application may close what it shares with
+/// them (a database pool) right away.
+fn serve_returns_only_when_every_connection_let_go<H: Harness>() {
+    let held = Arc::new(());
+    let count_at_return = Arc::new(AtomicUsize::new(0));
+    let (addr, shutdown, done) = H::start(Options {
+        held: Some((held.clone(), count_at_return.clone())),
+        deadline: Duration::from_millis(200),
+        ..Options::default()
+    });
+    let mut stuck = Vec::new();
+    for _ in 0..5 {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /slow/60000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        stuck.push(c);
+    }
+    let start = std::time::Instant::now();
+    // This test's own, the harness's probe, the server's service, and per
+    // connection its copy of the service and its request in flight.
+    let in_flight = 1 + 1 + 1 + 5 * 2;
+    while Arc::strong_count(&held) < in_flight && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        Arc::strong_count(&held),
+        in_flight,
+        "five requests in flight"
+    );
+    let outcome = finish(&shutdown, &done).unwrap();
+    assert_eq!(outcome.remaining(), 5, "{outcome}");
+    assert_eq!(
+        count_at_return.load(Ordering::SeqCst),
+        2,
+        "a connection still held the service's state when serve returned"
+    );
+}
+
+/// A malformed request: the connection's error reaches `on_connection_error`, with
+/// the peer's address, instead of being dropped.
+fn connection_errors_reach_the_callback<H: Harness>() {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let (addr, shutdown, done) = H::start(Options {
+        errors: Some(errors.clone()),
+        ..Options::default()
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    let peer = c.local_addr().unwrap();
+    c.write_all(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
+    // The server answers 400 or closes: either way the connection ends.
+    c.set_read_timeout(Some(HANG)).unwrap();
+    let _ = c.read_to_end(&mut Vec::new());
+    let start = std::time::Instant::now();
+    while errors.lock().unwrap().is_empty() && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, peer);
+    assert!(errors[0].1.contains("invalid"), "{errors:?}");
+    assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
 }

@@ -75,9 +75,63 @@ impl GracefulConnection for Stuck {
     fn graceful_shutdown(self: Pin<&mut Self>) {}
 }
 
+/// Installs the collector once for this test binary.
+fn collect() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| tracing::subscriber::set_global_default(Collect).unwrap());
+}
+
+/// A malformed request: the connection's error is an event naming the peer,
+/// not dropped silently.
+#[test]
+fn connection_errors_are_reported_as_events() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::new(Tokio::current(), listener);
+        let addr = server.local_addr().unwrap();
+        let shutdown = server.shutdown();
+        let hello = hyper::service::service_fn(|_| async {
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("hello")))
+        });
+        let serving = tokio::spawn(server.serve_http(hello));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let peer = client.local_addr().unwrap();
+        client.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut Vec::new()))
+            .await
+            .expect("the malformed connection was not closed");
+        let needle = format!("connection error from {peer}");
+        for _ in 0..6000 {
+            if MESSAGES.lock().unwrap().iter().any(|m| m.contains(&needle)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.trigger();
+        let outcome = serving.await.unwrap().unwrap();
+        assert!(outcome.is_drained());
+        peer
+    });
+    let messages = MESSAGES.lock().unwrap().clone();
+    let needle = format!("connection error from {peer}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(&needle) && m.contains("invalid")),
+        "{messages:#?}"
+    );
+}
+
 #[test]
 fn shutdown_progress_is_reported_as_events() {
-    tracing::subscriber::set_global_default(Collect).unwrap();
+    collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

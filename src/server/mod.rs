@@ -61,7 +61,7 @@ type SignalTask = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 /// - fatal errors (`EBADF`, `EINVAL`, `ENOTSOCK`, `EFAULT`) trigger shutdown, drain,
 ///   and return [`ServeError`] with the error and the drain's outcome.
 #[must_use = "a server does nothing until `serve` is awaited"]
-pub struct Server<R, L> {
+pub struct Server<R, L: Listener> {
     runtime: R,
     listener: L,
     shutdown: Shutdown,
@@ -69,7 +69,12 @@ pub struct Server<R, L> {
     drain_deadline: Duration,
     drain_delay: Duration,
     signals: Option<SignalTask>,
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
 }
+
+/// The callback of [`Server::on_connection_error`].
+type ConnectionErrorHook<A> = Arc<dyn Fn(&A, &(dyn std::error::Error + 'static)) + Send + Sync>;
 
 impl<R: Runtime, L: Listener> Server<R, L> {
     /// A server accepting from `listener` and spawning on `runtime`, with its own
@@ -87,6 +92,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
             drain_delay: Duration::ZERO,
             signals: None,
+            on_connection_error: None,
         }
     }
 
@@ -149,9 +155,28 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
+    /// Calls `callback` with the peer's address and the error of each connection of
+    /// [`serve_http`](Server::serve_http) or [`serve_tower`](Server::serve_tower)
+    /// that ends with one (a malformed request, a reset, a protocol error), for
+    /// programs without the `tracing` feature, which reports them as events (debug
+    /// level for what the peer caused, warn for the rest). Connections served by
+    /// [`serve`](Server::serve) return their own output instead.
+    pub fn on_connection_error(
+        mut self,
+        callback: impl Fn(&L::Addr, &(dyn std::error::Error + 'static)) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connection_error = Some(Arc::new(callback));
+        self
+    }
+
     #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
     pub(crate) fn runtime(&self) -> &R {
         &self.runtime
+    }
+
+    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    pub(crate) fn connection_error_hook(&self) -> Option<ConnectionErrorHook<L::Addr>> {
+        self.on_connection_error.clone()
     }
 
     /// The address the listener is bound to.
@@ -227,7 +252,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     }
 }
 
-impl<R, L> fmt::Debug for Server<R, L> {
+impl<R, L: Listener> fmt::Debug for Server<R, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("shutdown", &self.shutdown)

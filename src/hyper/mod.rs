@@ -4,9 +4,12 @@
 //!   hyper-util's `auto` (HTTP/1 or HTTP/2, detected) connections.
 //! - [`HyperRuntime`]: the executor and timer hyper needs, supplied by each runtime
 //!   adapter (hyper-util's on tokio, smol-hyper's on smol).
-//! - [`Http`] and [`Server::serve_http`]: serve a `hyper::service::Service` (or a
-//!   tower service such as an axum `Router`, wrapped in hyper-util's
-//!   `TowerToHyperService`) in one call.
+//! - [`Http`] and [`Server::serve_http`]: serve a `hyper::service::Service` in one
+//!   call; [`Server::serve_tower`]: serve a tower make-service (an axum `Router`'s
+//!   `into_make_service()`, or `into_make_service_with_connect_info::<SocketAddr>()`
+//!   for axum's `ConnectInfo`), as `axum::serve` does.
+//! - Connection errors are reported, not dropped: see
+//!   [`Server::on_connection_error`].
 //!
 //! [`Http::new`] sets the runtime's timer on both protocols, so HTTP/1's header read
 //! timeout (30 s) applies: without a timer, a peer that sends half a request header
@@ -25,6 +28,13 @@ use hyper::service::{HttpService, Service};
 use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
+mod reported;
+mod tower;
+
+use hyper_util::service::TowerToHyperServiceFuture;
+
+use self::reported::Reported;
+use self::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
 use crate::coordinator::watch::GracefulConnection;
 use crate::server::runtime::{Listener, Runtime};
@@ -145,8 +155,60 @@ where
         B::Error: Into<BoxError>,
         R::Executor: auto::HttpServerConnExec<S::Future, B>,
     {
-        self.serve(move |io: L::Io, _addr| {
-            http.serve_connection(io.into_hyper_io(), service.clone())
+        let hook = self.connection_error_hook();
+        self.serve(move |io: L::Io, peer| {
+            let conn = http.serve_connection(io.into_hyper_io(), service.clone());
+            Reported::new(conn, peer, hook.clone())
+        })
+        .await
+    }
+
+    /// Serves a tower make-service, as `axum::serve` does: for each connection,
+    /// `make` is called with the peer's address and makes the connection's service
+    /// (an axum `Router`'s `into_make_service()`; its
+    /// `into_make_service_with_connect_info::<SocketAddr>()` gives handlers axum's
+    /// `ConnectInfo`), which is served with [`Http::new`]'s settings. Otherwise as
+    /// [`serve_http`](Server::serve_http).
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use std::net::SocketAddr;
+    /// use axum::{Router, extract::ConnectInfo, routing::get};
+    /// use wind_down::{Server, tokio::{Signals, Tokio}};
+    ///
+    /// let router = Router::new().route(
+    ///     "/",
+    ///     get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { format!("hello {peer}") }),
+    /// );
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// let outcome = Server::new(Tokio::current(), listener)
+    ///     .signals(Signals::new()?)
+    ///     .serve_tower(router.into_make_service_with_connect_info::<SocketAddr>())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_tower<M, S, B>(self, make: M) -> Result<Outcome, ServeError>
+    where
+        M: tower_service::Service<L::Addr, Response = S> + Clone + Send + 'static,
+        M::Future: Send + 'static,
+        M::Error: Into<BoxError>,
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        R::Executor: auto::HttpServerConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
+    {
+        let http = Http::new(self.runtime());
+        let hook = self.connection_error_hook();
+        self.serve(move |io: L::Io, peer: L::Addr| {
+            let conn =
+                TowerConnection::new(make.clone(), peer.clone(), io.into_hyper_io(), http.clone());
+            Reported::new(conn, peer, hook.clone())
         })
         .await
     }

@@ -1,0 +1,115 @@
+//! [`TowerConnection`]: a connection served by a tower service made for it, from
+//! its peer address, by a tower make-service (what `axum::serve` takes: an axum
+//! `Router`'s `into_make_service()`, or `into_make_service_with_connect_info::<C>()`
+//! for axum's `ConnectInfo`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::{Request, Response};
+use hyper_util::server::conn::auto;
+use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
+use tower_service::Service;
+
+use super::{BoxError, Http};
+use crate::coordinator::watch::GracefulConnection;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A served connection, its types erased.
+trait Served: Future<Output = Result<(), BoxError>> + Send {
+    fn ask_graceful(self: Pin<&mut Self>);
+}
+
+impl<C> Served for C
+where
+    C: GracefulConnection<Output = Result<(), BoxError>> + Send,
+{
+    fn ask_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// A connection whose service is being made, then served.
+pub(crate) struct TowerConnection {
+    state: State,
+    /// Graceful shutdown was asked while the service was being made.
+    graceful: bool,
+}
+
+enum State {
+    Making(BoxFuture<Result<Pin<Box<dyn Served>>, BoxError>>),
+    Serving(Pin<Box<dyn Served>>),
+}
+
+impl TowerConnection {
+    /// Makes the service with `make` for `peer` (readiness first, then the call),
+    /// then serves `io` with it.
+    pub(crate) fn new<M, A, I, S, B, E>(mut make: M, peer: A, io: I, http: Http<E>) -> Self
+    where
+        M: Service<A, Response = S> + Send + 'static,
+        M::Future: Send + 'static,
+        M::Error: Into<BoxError>,
+        A: Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+        E: auto::HttpServerConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        let making = Box::pin(async move {
+            futures_lite::future::poll_fn(|cx| make.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let service = make.call(peer).await.map_err(Into::into)?;
+            let conn = http.serve_connection(io, TowerToHyperService::new(service));
+            Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
+        });
+        TowerConnection {
+            state: State::Making(making),
+            graceful: false,
+        }
+    }
+}
+
+impl Future for TowerConnection {
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // At most two rounds: the service is made once.
+        loop {
+            match &mut this.state {
+                State::Making(making) => {
+                    let mut conn = ready!(making.as_mut().poll(cx))?;
+                    if this.graceful {
+                        conn.as_mut().ask_graceful();
+                    }
+                    this.state = State::Serving(conn);
+                }
+                State::Serving(conn) => return conn.as_mut().poll(cx),
+            }
+        }
+    }
+}
+
+impl GracefulConnection for TowerConnection {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        match &mut this.state {
+            State::Making(_) => this.graceful = true,
+            State::Serving(conn) => conn.as_mut().ask_graceful(),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! An axum `Router` served through `Server::serve_tower`, with axum's
+//! `ConnectInfo`, over real TCP on 127.0.0.1, and drained. Timeouts only catch
+//! hangs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wind_down::Server;
+use wind_down::tokio::Tokio;
+
+const HANG: Duration = Duration::from_secs(60);
+
+/// Sends one request and returns the whole response (the server closes after it).
+async fn get_once(stream: &mut TcpStream, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(HANG, stream.read_to_string(&mut response))
+        .await
+        .expect("no response")
+        .unwrap();
+    response
+}
+
+#[test]
+fn axum_router_with_connect_info_is_served_and_drained() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+        let in_handler = arrived.clone();
+        let router = Router::new()
+            .route(
+                "/",
+                get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+            )
+            .route(
+                "/slow",
+                get(move || async move {
+                    in_handler.notify_one();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "slow"
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::new(Tokio::current(), listener);
+        let addr = server.local_addr().unwrap();
+        let shutdown = server.shutdown();
+        let serving = tokio::spawn(
+            server.serve_tower(router.into_make_service_with_connect_info::<SocketAddr>()),
+        );
+
+        // The handler sees the peer address of the client's own socket.
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let me = client.local_addr().unwrap();
+        let response = get_once(&mut client, "/").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with(&me.to_string()), "{response} vs {me}");
+
+        // A request in flight at the trigger completes; then serve returns drained.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let in_flight = tokio::spawn(async move { get_once(&mut slow, "/slow").await });
+        tokio::time::timeout(HANG, arrived.notified())
+            .await
+            .expect("never arrived");
+        shutdown.trigger();
+        let response = tokio::time::timeout(HANG, in_flight)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("slow"), "{response}");
+        let outcome = tokio::time::timeout(HANG, serving)
+            .await
+            .expect("serve_tower did not return")
+            .unwrap()
+            .unwrap();
+        assert!(outcome.is_drained(), "{outcome}");
+        // The listener is closed.
+        assert!(TcpStream::connect(addr).await.is_err());
+    });
+}
