@@ -31,6 +31,38 @@
 //! Coming from hyper-util, tokio-util, swansong, tokio-graceful or axum? The
 //! [`migrating`] module maps their calls to these.
 //!
+//! # Background work
+//!
+//! Work that should stop at the trigger, finish what it was doing (a flush), and
+//! be waited for by the drain: [track](Shutdown::track) the whole, and [run it
+//! until the trigger](Shutdown::run_until_triggered) inside.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use wind_down::{Outcome, Shutdown};
+//!
+//! futures_lite::future::block_on(async {
+//!     let shutdown = Shutdown::new();
+//!     let flushed = Arc::new(AtomicBool::new(false));
+//!     let (worker, done) = (shutdown.clone(), flushed.clone());
+//!     let job = shutdown.track(async move {
+//!         // The work loop: stops at the trigger.
+//!         worker.run_until_triggered(std::future::pending::<()>()).await;
+//!         // The flush: the drain waits for it.
+//!         done.store(true, Ordering::SeqCst);
+//!     });
+//!     let job = std::thread::spawn(move || futures_lite::future::block_on(job));
+//!     let outcome = shutdown.drain_until(std::future::pending::<()>()).await;
+//!     assert_eq!(outcome, Outcome::Drained);
+//!     assert!(flushed.load(Ordering::SeqCst), "drained before the flush");
+//!     job.join().unwrap().unwrap();
+//! });
+//! ```
+//!
+//! Dropping a root's last [`Shutdown`] handle triggers it: a worker that holds a
+//! clone keeps it alive; work created after the trigger never starts.
+//!
 //! ```
 //! use std::time::Duration;
 //! use wind_down::{Outcome, Shutdown};

@@ -142,3 +142,57 @@ fn a_report_lists_nothing_once_labelled_watchers_are_gone() {
     assert_eq!(report.remaining, 1);
     assert!(report.stragglers.is_empty());
 }
+
+/// The background-work recipe of the crate docs, on tokio: a worker tracked as a
+/// whole runs its loop until the trigger, then flushes slowly; the drain ends only
+/// after the flush, and a worker started after the trigger never runs its loop.
+#[test]
+#[cfg_attr(miri, ignore = "a tokio runtime with timers")]
+fn background_work_stops_at_the_trigger_and_the_drain_waits_for_its_flush() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let shutdown = Shutdown::new();
+        let (ticks, flushed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (worker, t, f) = (shutdown.clone(), ticks.clone(), flushed.clone());
+        let job = tokio::spawn(shutdown.track(async move {
+            worker
+                .run_until_triggered(async {
+                    for _ in 0..1_000_000 {
+                        t.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await; // the flush
+            f.fetch_add(1, Ordering::SeqCst);
+        }));
+        for _ in 0..6000 {
+            if ticks.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let outcome = shutdown
+            .drain_until(tokio::time::sleep(Duration::from_secs(60)))
+            .await;
+        assert_eq!(outcome, Outcome::Drained);
+        assert_eq!(
+            flushed.load(Ordering::SeqCst),
+            1,
+            "drained before the flush"
+        );
+        job.await.unwrap().unwrap();
+        // Work created after the drain never runs, and says so.
+        let late = shutdown.track(async { unreachable!("ran after the drain") });
+        assert_eq!(
+            late.await,
+            Err(Stopped::Refused(wind_down::Refused::Drained))
+        );
+    });
+}

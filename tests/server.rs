@@ -73,6 +73,8 @@ struct Options {
     /// Each connection error the server reports: the peer, and whether the peer
     /// caused it (a parse error), if set.
     errors: Option<Reported>,
+    /// The application's coordinator: the server runs in a child scope of it.
+    parent: Option<Shutdown>,
 }
 
 /// Holds its `Arc` through a slow destructor (50 ms): a request cut short at a
@@ -114,6 +116,7 @@ impl Default for Options {
             failing_signals: None,
             held: None,
             errors: None,
+            parent: None,
         }
     }
 }
@@ -137,7 +140,11 @@ where
         inner: listener,
         faults: opts.faults,
     };
-    let mut server = Server::new(runtime.clone(), listener).drain_deadline(opts.deadline);
+    let mut server = match opts.parent {
+        None => Server::new(runtime.clone(), listener),
+        Some(parent) => Server::with_shutdown(runtime.clone(), listener, parent.child()),
+    }
+    .drain_deadline(opts.deadline);
     if let Some(limit) = opts.limit {
         server = server.max_connections(limit);
     }
@@ -279,6 +286,7 @@ per_runtime!(
     signal_source_panic_drains_and_is_returned,
     serve_returns_only_when_every_connection_let_go,
     connection_errors_reach_the_callback,
+    server_in_a_child_scope_stops_with_its_parent,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -597,4 +605,49 @@ fn connection_errors_reach_the_callback<H: Harness>() {
     assert_eq!(errors[0].0, peer);
     assert!(errors[0].1.contains("invalid"), "{errors:?}");
     assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
+}
+
+/// A server in a child scope of the application's coordinator: the handle it
+/// gives out is its own scope's (the coordinator is chosen at creation), and the
+/// application's trigger stops it, with the application's drain waiting for it.
+fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
+    let app = Shutdown::new();
+    let (addr, shutdown, done) = H::start(Options {
+        parent: Some(app.clone()),
+        ..Options::default()
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /slow/300 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    while app.watchers() == 0 && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        app.watchers(),
+        1,
+        "the server's connection counts in the app"
+    );
+    assert_eq!(
+        shutdown.watchers(),
+        1,
+        "the handle is the server's own scope"
+    );
+    app.trigger();
+    assert_eq!(
+        shutdown.phase(),
+        Phase::Draining,
+        "the server's scope followed"
+    );
+    // The in-flight request completes, with `connection: close`, then the close.
+    c.set_read_timeout(Some(HANG)).unwrap();
+    let mut response = String::new();
+    let _ = c.read_to_string(&mut response);
+    assert!(
+        response.ends_with("slow 300\n"),
+        "the in-flight request was cut: {response:?}"
+    );
+    let outcome = done.recv_timeout(HANG).expect("serve did not return");
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
+    assert_eq!(app.phase(), Phase::Done);
 }

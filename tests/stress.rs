@@ -302,7 +302,7 @@ fn threads_doing_random_operations() {
         })
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("TEST_SEED={seed} (set it to replay this run's operation sequences)");
-    let iterations = scaled(20_000, 300);
+    let iterations = scaled(20_000, 60);
     let mut rng = fastrand::Rng::with_seed(seed);
     // Every thread triggers the root somewhere in the second half of its run, and a
     // quarter of the seeds force it partway through thread 0's run.

@@ -84,23 +84,26 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// SIGINT keep their default action and end the process without a drain. Add
     /// `.signals(Signals::new()?)` from the `tokio` or `smol` module to drain on them.
     pub fn new(runtime: R, listener: L) -> Self {
+        Server::with_shutdown(runtime, listener, Shutdown::new())
+    }
+
+    /// A server like [`new`](Server::new)'s, whose coordinator is `shutdown` (for
+    /// example a child scope of the application's: the application's trigger then
+    /// stops the server, and its drain waits for the server's connections).
+    ///
+    /// The coordinator is chosen here, when the server is created, so every handle
+    /// from [`shutdown`](Server::shutdown) is this server's.
+    pub fn with_shutdown(runtime: R, listener: L, shutdown: Shutdown) -> Self {
         Server {
             runtime,
             listener,
-            shutdown: Shutdown::new(),
+            shutdown,
             max_connections: None,
             drain_deadline: DEFAULT_DRAIN_DEADLINE,
             drain_delay: Duration::ZERO,
             signals: None,
             on_connection_error: None,
         }
-    }
-
-    /// Uses `shutdown` as this server's coordinator (for example a child scope of the
-    /// application's), instead of a new one.
-    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.shutdown = shutdown;
-        self
     }
 
     /// A handle to this server's coordinator: trigger it to stop the server.
