@@ -1,6 +1,7 @@
 //! Progress events: `tracing` with the `tracing` feature, nothing without it.
 
 #[cfg(feature = "tracing")]
+#[allow(unused_macros)] // used by the HTTP layer only
 macro_rules! debug {
     ($($t:tt)*) => { ::tracing::debug!($($t)*) };
 }
@@ -18,6 +19,7 @@ macro_rules! error {
 }
 
 #[cfg(not(feature = "tracing"))]
+#[allow(unused_macros)] // used by the HTTP layer only
 macro_rules! debug {
     ($($t:tt)*) => {{ let _ = format_args!($($t)*); }};
 }

@@ -93,8 +93,34 @@ fn child_server() {
                 server.serve_http(app::App::new(runtime)).await.unwrap()
             })
         }
+        // Signals created and never handed to the server (a mistake): they must
+        // not swallow SIGTERM.
+        "tokio-unused-signals" => tokio_runtime().block_on(async {
+            let _signals = wind_down::tokio::Signals::new().unwrap();
+            println!("signals installed");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener);
+            println!("listening on {}", server.local_addr().unwrap());
+            let runtime = wind_down::tokio::Tokio::current();
+            server.serve_http(app::App::new(runtime)).await.unwrap()
+        }),
+        #[cfg(feature = "smol")]
+        "smol-unused-signals" => smol::block_on(async {
+            let _signals = wind_down::smol::Signals::new().unwrap();
+            println!("signals installed");
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let runtime = wind_down::smol::Smol::global();
+            let server = wind_down::Server::new(runtime.clone(), listener);
+            println!("listening on {}", server.local_addr().unwrap());
+            server.serve_http(app::App::new(runtime)).await.unwrap()
+        }),
         other => panic!("unknown runtime {other}"),
     };
+    if std::env::var("WIND_DOWN_E2E_CLEANUP").is_ok_and(|c| c == "hang") {
+        // Cleanup that never ends, after the runtime is gone.
+        println!("cleaning up");
+        std::thread::sleep(Duration::from_secs(3600));
+    }
     std::process::exit(if outcome.is_drained() { 0 } else { 1 });
 }
 
@@ -416,6 +442,8 @@ per_runtime!(
     emfile_neither_spins_nor_starves,
     no_signal_source_installs_no_handler,
     drain_delay_serves_while_readiness_says_draining,
+    unused_signals_do_not_swallow_sigterm,
+    third_signal_ends_a_hanging_cleanup,
 );
 
 // ---------------------------------------------------------------------------
@@ -954,4 +982,56 @@ fn drain_delay_serves_while_readiness_says_draining(runtime: &str) {
     wait_refused(addr);
     let _ = read_to_close(&mut keep_alive);
     server.expect_drained();
+}
+
+/// `Signals` created but never handed to the server: SIGTERM still ends the
+/// process, with the default action's exit status, instead of being swallowed.
+fn unused_signals_do_not_swallow_sigterm(runtime: &str) {
+    let mut server = Server::start(
+        &format!("{runtime}-unused-signals"),
+        Duration::from_secs(10),
+    );
+    let (status, _) = request(server.addr, "/");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    server.signal("TERM");
+    let (status, outcome) = server.wait();
+    assert_eq!(status.code(), Some(143), "{status:?} {outcome}");
+}
+
+/// A forced drain whose cleanup then hangs: the third signal (TERM, INT, TERM)
+/// ends the process at once with SIGTERM's default exit status.
+fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
+    let mut server = Server::start_with(
+        runtime,
+        Duration::from_secs(120),
+        &[("WIND_DOWN_E2E_CLEANUP", "hang")],
+        None,
+        |_| {},
+    );
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).unwrap();
+    server.signal("TERM");
+    wait_refused(server.addr);
+    server.signal("INT");
+    // The forced drain ends serve; the cleanup starts and hangs.
+    let start = Instant::now();
+    loop {
+        let line = server
+            .lines
+            .recv_timeout(HANG)
+            .expect("the child never reached its cleanup");
+        if line.contains("cleaning up") {
+            break;
+        }
+        assert!(start.elapsed() < HANG, "no cleanup");
+    }
+    assert!(server.is_running(), "the cleanup is hanging");
+    server.signal("TERM");
+    let (status, _) = server.wait();
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let _ = read_to_close(&mut stream);
 }

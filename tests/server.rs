@@ -651,3 +651,10 @@ fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
     assert_eq!(outcome.unwrap(), Outcome::Drained);
     assert_eq!(app.phase(), Phase::Done);
 }
+
+/// `Signals::new` outside a tokio runtime is an error, not a panic.
+#[test]
+fn tokio_signals_outside_a_runtime_is_an_error() {
+    let error = wind_down::tokio::Signals::new().expect_err("no runtime here");
+    assert!(error.to_string().contains("tokio runtime"), "{error}");
+}

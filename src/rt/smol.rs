@@ -27,10 +27,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::server::runtime::{Listener, Runtime};
+#[cfg(not(windows))]
+use crate::server::signal::run_fallback;
 use crate::server::signal::{Signal, SignalSource};
 
 #[cfg(feature = "hyper")]
@@ -157,17 +160,23 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 /// Unix; Ctrl-C only on Windows.
 ///
 /// The handlers are registered by [`Signals::new`], so a signal arriving any time
-/// after it returns is caught. While registered, these signals no longer kill the
-/// process by their default action. Dropping this value unregisters the handlers
-/// but does not restore the default action: the signals are then ignored.
+/// after it returns is caught. A registered handler replaces the default action,
+/// so on Unix a `Signals` never swallows a signal: a fallback listener (a thread
+/// of its own, with a registration of its own that stays) ends the process with
+/// the default action's exit status (130 for SIGINT, 143 for SIGTERM) on a signal
+/// that no server or [`handle_signals`](crate::handle_signals) claimed within two
+/// seconds, and on the third signal once claimed (the first drains, the second
+/// forces), also when cleanup after the drain hangs or the executor stopped.
 ///
 /// On Windows `async-signal` only supports Ctrl-C ([`Signal::Interrupt`]):
 /// Ctrl-Break, Ctrl-Close and Ctrl-Shutdown are not available on smol, and closing
 /// the console or shutting down the system ends the process without a drain. The
 /// tokio adapter's `Signals` supports all four.
 #[derive(Debug)]
+#[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]
 pub struct Signals {
     inner: async_signal::Signals,
+    claimed: Arc<AtomicBool>,
 }
 
 impl Signals {
@@ -178,13 +187,36 @@ impl Signals {
         let wanted = [Sig::Int, Sig::Term];
         #[cfg(windows)]
         let wanted = [Sig::Int];
+        let claimed = Arc::new(AtomicBool::new(false));
+        #[cfg(not(windows))]
+        {
+            let mut own = async_signal::Signals::new(wanted)?;
+            let claimed = claimed.clone();
+            std::thread::Builder::new()
+                .name("wind-down-signals".into())
+                .spawn(move || {
+                    run_fallback(&claimed, || {
+                        use futures_lite::StreamExt;
+                        match smol::block_on(own.next())? {
+                            Ok(async_signal::Signal::Term) => Some(Signal::Terminate),
+                            Ok(_) => Some(Signal::Interrupt),
+                            Err(_) => None,
+                        }
+                    })
+                })?;
+        }
         Ok(Signals {
             inner: async_signal::Signals::new(wanted)?,
+            claimed,
         })
     }
 }
 
 impl SignalSource for Signals {
+    fn claim(&mut self) {
+        self.claimed.store(true, Ordering::Release);
+    }
+
     async fn recv(&mut self) -> io::Result<Signal> {
         use futures_lite::StreamExt;
         match self.inner.next().await {

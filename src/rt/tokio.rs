@@ -13,9 +13,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::runtime::Handle;
 
 use crate::server::runtime::{Listener, Runtime};
+#[cfg(unix)]
+use crate::server::signal::run_fallback;
 use crate::server::signal::{Signal, SignalSource};
 
 /// A tokio runtime, by its [`Handle`].
@@ -101,13 +106,19 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::n
 /// Unix; Ctrl-C, Ctrl-Break, Ctrl-Close and Ctrl-Shutdown on Windows.
 ///
 /// The handlers are installed by [`Signals::new`], so a signal arriving any time
-/// after it returns is caught. tokio never uninstalls them: once created, these
-/// signals no longer kill the process by their default action, also after this
-/// value is dropped. On Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the
-/// process exits, and the system ends the process after a few seconds: keep the
-/// drain deadline short there.
+/// after it returns is caught. tokio never uninstalls them, so on Unix a
+/// `Signals` never swallows a signal: a fallback listener (a thread of its own)
+/// ends the process with the default action's exit status (130 for SIGINT, 143
+/// for SIGTERM) on a signal that no server or [`handle_signals`](crate::handle_signals)
+/// claimed within two seconds, and on the third signal once claimed (the first
+/// drains, the second forces), also when cleanup after the drain hangs. On
+/// Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the process exits, and
+/// the system ends the process after a few seconds: keep the drain deadline short
+/// there.
 #[derive(Debug)]
+#[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]
 pub struct Signals {
+    claimed: Arc<AtomicBool>,
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -123,13 +134,25 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers. Must be called inside a tokio runtime with its IO
-    /// driver enabled.
+    /// Installs the handlers, and on Unix the fallback listener.
+    ///
+    /// # Errors
+    ///
+    /// Outside a tokio runtime (its IO driver enabled), or if the handlers cannot
+    /// be installed.
     pub fn new() -> io::Result<Self> {
+        if Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "wind_down::tokio::Signals::new needs a tokio runtime: call it inside one",
+            ));
+        }
+        let claimed = Arc::new(AtomicBool::new(false));
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
+            fallback(claimed.clone())?;
             Ok(Signals {
+                claimed,
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
             })
@@ -138,6 +161,7 @@ impl Signals {
         {
             use tokio::signal::windows;
             Ok(Signals {
+                claimed,
                 ctrl_c: windows::ctrl_c()?,
                 ctrl_break: windows::ctrl_break()?,
                 ctrl_close: windows::ctrl_close()?,
@@ -151,7 +175,38 @@ fn closed() -> io::Error {
     io::Error::other("the tokio signal driver shut down")
 }
 
+/// Starts the fallback listener, with handlers registered before this returns.
+#[cfg(unix)]
+fn fallback(claimed: Arc<AtomicBool>) -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (mut interrupt, mut terminate) = {
+        let _in_rt = rt.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("wind-down-signals".into())
+        .spawn(move || {
+            run_fallback(&claimed, || {
+                rt.block_on(futures_lite::future::or(
+                    async { interrupt.recv().await.map(|()| Signal::Interrupt) },
+                    async { terminate.recv().await.map(|()| Signal::Terminate) },
+                ))
+            })
+        })?;
+    Ok(())
+}
+
 impl SignalSource for Signals {
+    fn claim(&mut self) {
+        self.claimed.store(true, Ordering::Release);
+    }
+
     async fn recv(&mut self) -> io::Result<Signal> {
         use futures_lite::future::or;
         #[cfg(unix)]

@@ -150,7 +150,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// A server never runs deaf: if the source fails (returns an error or panics),
     /// the server drains as if signalled and [`serve`](Server::serve) returns a
     /// [`ServeError`] with the source's error.
-    pub fn signals<S: SignalSource>(mut self, source: S) -> Self {
+    pub fn signals<S: SignalSource>(mut self, mut source: S) -> Self {
+        source.claim();
         let shutdown = self.shutdown.clone();
         self.signals = Some(Box::pin(async move {
             signal_loop(&shutdown, source, Shutdown::announce).await

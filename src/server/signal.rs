@@ -1,7 +1,23 @@
-//! Shutdown signal sources and [`handle_signals`].
+//! Shutdown signal sources, [`handle_signals`], and the default-action fallback
+//! of the `tokio` and `smol` adapters' `Signals`.
+//!
+//! A runtime's signal handler, once installed, replaces the signal's default action
+//! for the whole process. So that a `Signals` never swallows a signal, each one
+//! runs a fallback listener of its own (its own registration, on a thread of its
+//! own), with one policy for every runtime ([`run_fallback`]):
+//! - while the source is not claimed (handed to a server or to
+//!   [`handle_signals`]), a delivery ends the process with the default action's
+//!   exit status (130 for SIGINT, 143 for SIGTERM), after a short wait for a claim:
+//!   a signal right after start-up still drains once the server takes the source;
+//! - once claimed, the first two deliveries are the server's (drain, then force),
+//!   and the third ends the process, also when cleanup after the drain hangs.
 
 use std::future::Future;
 use std::io;
+#[cfg(any(feature = "tokio", feature = "smol"))]
+use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(any(feature = "tokio", feature = "smol"))]
+use std::time::Duration;
 
 use crate::coordinator::Shutdown;
 
@@ -30,17 +46,24 @@ pub trait SignalSource: Send + 'static {
     /// Waits for the next signal. Deliveries that arrive before a call may be
     /// coalesced into one.
     fn recv(&mut self) -> impl Future<Output = io::Result<Signal>> + Send;
+
+    /// Called once when a server ([`Server::signals`](crate::Server::signals)) or
+    /// [`handle_signals`] takes the source: from then on its signals are heard.
+    /// The adapters' `Signals` end the process on a signal nobody claimed.
+    fn claim(&mut self) {}
 }
 
 /// Drives `shutdown` from `source`: the first signal triggers it, the second
-/// forces it (see [`Shutdown::force`]).
+/// forces it (see [`Shutdown::force`]). With the adapters' `Signals`, a third
+/// ends the process (see their docs).
 ///
 /// Resolves with the second signal, or with the source's error. A trigger from
 /// elsewhere does not count as a signal: a first signal arriving during such a
 /// drain triggers nothing new and the next one forces. Two deliveries of the same
 /// signal that arrive before the first is observed may count as one (runtimes
 /// coalesce pending signals).
-pub async fn handle_signals<S: SignalSource>(shutdown: &Shutdown, source: S) -> io::Result<()> {
+pub async fn handle_signals<S: SignalSource>(shutdown: &Shutdown, mut source: S) -> io::Result<()> {
+    source.claim();
     signal_loop(shutdown, source, Shutdown::trigger).await
 }
 
@@ -58,4 +81,49 @@ pub(crate) async fn signal_loop<S: SignalSource>(
     crate::log::warning!("received {signal:?} while shutting down: forcing shutdown");
     shutdown.force();
     Ok(())
+}
+
+/// How long a delivery nobody claimed waits for a claim before it ends the process.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+/// The exit status of a process ended by `signal`'s default action, as a shell
+/// reports it: 128 + the signal's number.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub(crate) fn default_exit_status(signal: Signal) -> i32 {
+    match signal {
+        Signal::Terminate => 128 + 15,
+        _ => 128 + 2,
+    }
+}
+
+/// The fallback listener's policy (see the module docs): `next` blocks for the
+/// next delivery, `None` once its source is gone. Returns only then; ends the
+/// process when the policy says so.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+pub(crate) fn run_fallback(claimed: &AtomicBool, mut next: impl FnMut() -> Option<Signal>) {
+    let mut heard = 0u32;
+    // Bounded by the deliveries: each round consumes one.
+    while let Some(signal) = next() {
+        if !wait_for_claim(claimed) {
+            std::process::exit(default_exit_status(signal));
+        }
+        heard += 1;
+        if heard >= 3 {
+            std::process::exit(default_exit_status(signal));
+        }
+    }
+}
+
+/// Whether the source is claimed, waiting up to [`CLAIM_WAIT`] for it.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+fn wait_for_claim(claimed: &AtomicBool) -> bool {
+    const STEP: Duration = Duration::from_millis(10);
+    for _ in 0..CLAIM_WAIT.as_millis() / STEP.as_millis() {
+        if claimed.load(Ordering::Acquire) {
+            return true;
+        }
+        std::thread::sleep(STEP);
+    }
+    claimed.load(Ordering::Acquire)
 }
