@@ -4,7 +4,8 @@
 //! (its `loom` feature): the code that ships (only `Arc` stays std).
 //!
 //! Run from the repository root (`WIND_DOWN_SHARDS` sets the shards per root, 2 by
-//! default; the checks run 1, 2 and 32):
+//! default; the checks run 1, 2 and 4, which with at most four threads per model
+//! gives each thread a shard of its own, as on a many-core machine):
 //! `RUSTFLAGS="--cfg loom --cfg wind_down_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --manifest-path loom/Cargo.toml`
 //!
 //! A lost wake-up shows up as a loom deadlock, a broken guarantee as a failed
