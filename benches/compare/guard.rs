@@ -10,6 +10,9 @@ use crate::{Config, sys};
 
 type Loop = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// The row of wind-down's previous, unsafe guard (`unsafe_v1.rs`).
+pub const PREVIOUS_DESIGN: &str = "reference: previous unsafe design (tagged pointer, shared Arc)";
+
 struct Case {
     name: &'static str,
     run: Loop,
@@ -33,10 +36,10 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<Case> {
         }),
     });
 
-    // Not a library: wind-down's acquire/release on its state word (refuse once
-    // drained, so a CAS; release with fetch_sub) without the `Arc` reference count
-    // that a `Guard` also takes. The floor for a guard that keeps guarantee 2 but is
-    // counted in the same word that keeps the coordinator alive.
+    // Not a library: wind-down's acquire/release on one shared state word, as before
+    // per-thread shards (refuse once drained, so a CAS; release with fetch_sub),
+    // without any `Arc` reference count. The floor for a guard that keeps guarantee
+    // 2 on a single word; in 2 it shows what one shared word costs under contention.
     let word = Arc::new(AtomicUsize::new(0));
     cases.push(Case {
         name: "reference: state word only (CAS + fetch_sub, no Arc clone)",
@@ -64,6 +67,20 @@ fn cases(rt: &tokio::runtime::Runtime) -> Vec<Case> {
                 }
                 let prev = w.fetch_sub(ONE, Ordering::AcqRel);
                 black_box(prev & TRIGGERED != 0 && prev / ONE == 1);
+            }
+        }),
+    });
+
+    // Not a library: wind-down's previous guard (commit 830ccd6), kept in
+    // `unsafe_v1.rs`: a tagged pointer to the thread's shard, no reference count of
+    // its own. Next to the row below it measures what the safe guard's `Arc` costs.
+    crate::unsafe_v1::self_check();
+    let previous = crate::unsafe_v1::Shutdown::new();
+    cases.push(Case {
+        name: PREVIOUS_DESIGN,
+        run: Arc::new(move |n| {
+            for _ in 0..n {
+                drop(black_box(previous.guard().expect("not drained")));
             }
         }),
     });
@@ -236,12 +253,12 @@ pub fn two_threads(cfg: &Config, rt: &tokio::runtime::Runtime, report: &mut Repo
 
 /// Whether the thread ran on a CPU for at least 90% of `wall` since `cpu_before`
 /// (`None` where thread CPU time is not available).
-fn had_cpu(cpu_before: Option<Duration>, wall: Duration) -> Option<bool> {
+pub fn had_cpu(cpu_before: Option<Duration>, wall: Duration) -> Option<bool> {
     let used = sys::thread_cpu_time()?.checked_sub(cpu_before?)?;
     Some(used.as_secs_f64() >= 0.9 * wall.as_secs_f64())
 }
 
-fn disturbance(disturbed: usize, total: usize) -> String {
+pub fn disturbance(disturbed: usize, total: usize) -> String {
     format!(
         "{disturbed} of {total} timed loops had a thread off its CPU for more than 10% of the loop (other work on the machine)"
     )

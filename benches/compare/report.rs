@@ -201,8 +201,9 @@ impl Table {
 pub struct Report {
     pub groups: Vec<Group>,
     pub tables: Vec<Table>,
-    /// Set by the memory section: wind-down's and the best peer's figures.
-    pub memory_targets: Vec<String>,
+    /// Lines for the targets summary that a section computes itself (memory,
+    /// scopes), with the section's number.
+    pub lines: Vec<(&'static str, String)>,
 }
 
 impl Report {
@@ -213,6 +214,11 @@ impl Report {
     pub fn push(&mut self, group: Group) {
         eprint!("{}", group.render());
         self.groups.push(group);
+    }
+
+    /// Adds a line for the targets summary under section `id`.
+    pub fn line(&mut self, id: &'static str, line: String) {
+        self.lines.push((id, line));
     }
 
     pub fn push_table(&mut self, table: Table) {

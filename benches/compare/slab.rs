@@ -1,8 +1,9 @@
-//! Not a library: the waiter design of wind-down's phases (its `waiters.rs`) on its
-//! own, with a bare atomic count instead of wind-down's guards, to show that
+//! Not a library: the waiter design of wind-down's previous core (830ccd6's
+//! `waiters.rs`, removed in 6464222: the phases now wake through event-listener) on
+//! its own, with a bare atomic count instead of wind-down's guards, to show that
 //! design's floor next to the event-listener one (rows marked `reference:`).
 //!
-//! The coordinator keeps the wakers of its waiting tasks in one slab under a lock.
+//! That coordinator kept the wakers of its waiting tasks in one slab under a lock.
 //! A waiting future is an `Arc` and a slot number (16 bytes, no allocation of its
 //! own). The trigger takes the whole slab out under the lock and wakes every task
 //! after releasing it; a woken task finds the flag set and never takes the lock
