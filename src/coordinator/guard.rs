@@ -44,6 +44,7 @@ impl Drop for Labelled {
 }
 
 impl Guard {
+    #[inline]
     pub(crate) fn from_count(count: Count) -> Guard {
         Guard {
             count: Counted::Plain(count),
@@ -96,6 +97,7 @@ impl Clone for Guard {
     /// Takes one more count where this guard counts. This always succeeds: the
     /// coordinator cannot be drained while `self` is alive. It works even after a
     /// force. The clone has no label.
+    #[inline]
     fn clone(&self) -> Self {
         Guard::from_count(self.count().add())
     }

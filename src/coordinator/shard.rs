@@ -200,6 +200,7 @@ impl Count {
 
     /// One more count where this one is: never refused, since this one keeps the
     /// coordinator from draining (a shard holding a guard cannot depart).
+    #[inline]
     pub(crate) fn add(&self) -> Count {
         match self {
             Count::Shard(shard) => {
