@@ -34,7 +34,7 @@ async fn main() -> std::io::Result<std::process::ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let server = Server::new(Tokio::current(), listener)
         .signals(signals)
-        .drain_deadline(Duration::from_secs(10));
+        .grace_period(Duration::from_secs(10));
     println!("listening on {}", server.local_addr()?);
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
     let outcome = match server.serve_tower(make).await {

@@ -21,8 +21,8 @@
 //!    - [`Shutdown::announce`], [`Shutdown::is_ready`] and [`Shutdown::phase`]
 //!      expose the lifecycle to health endpoints.
 //! 2. **The server** ([`Server`]): the one accept loop for every [`Runtime`] and
-//!    [`Listener`]: connection limit, accept-error back-off, drain delay, drain
-//!    deadline, and signals through a [`SignalSource`].
+//!    [`Listener`]: connection limit, accept-error back-off, drain delay, one grace
+//!    period for the whole shutdown, and signals through a [`SignalSource`].
 //! 3. **The runtime adapters**, features `tokio` and `smol`: runtime, listeners and
 //!    signals for each.
 //! 4. **The HTTP layer**, feature `hyper`: hyper 1.x connections and
@@ -163,7 +163,7 @@ pub use coordinator::wait::Wait;
 pub use coordinator::watch::{GracefulConnection, Tracked, Watched};
 pub use server::runtime::{Listener, Runtime};
 pub use server::signal::{Signal, SignalSource, handle_signals};
-pub use server::{DEFAULT_DRAIN_DEADLINE, ServeError, Server};
+pub use server::{DEFAULT_GRACE_PERIOD, ServeError, Server};
 
 #[cfg(test)]
 mod tests;

@@ -13,9 +13,9 @@
 //! 3. **`run_until_triggered` prefers the trigger**: when completion and trigger
 //!    are both ready at one poll it returns `None` (tokio-util's
 //!    `run_until_cancelled` returns the output).
-//! 4. **There is a deadline.** [`Server`] forces what is left after its drain
-//!    deadline (30 s by default), and [`Shutdown::drain_until`] takes one; axum and
-//!    hyper-util wait for ever.
+//! 4. **There is a deadline.** [`Server`] forces what is left when its [grace
+//!    period](Server::grace_period) is over (25 s by default), and
+//!    [`Shutdown::drain_until`] takes a deadline; axum and hyper-util wait for ever.
 //! 5. **A first signal announces**, and triggers the drain at once unless the
 //!    server has a [drain delay](Server::drain_delay); a second one forces.
 //!    Dropping the last handle of a root coordinator triggers it (a
@@ -206,7 +206,7 @@
 //! |---|---|
 //! | `axum::serve(listener, router)` | [`Server::new(Tokio::current(), listener).serve_http(TowerToHyperService::new(router))`](Server) |
 //! | `.with_graceful_shutdown(signal)` | [`.signals(Signals::new()?)`](Server::signals), or [`server.shutdown()`](Server::shutdown)`.trigger()` from the application |
-//! | waits for every connection, for ever | drains up to the [drain deadline](Server::drain_deadline), then forces; the [`Outcome`] says which |
+//! | waits for every connection, for ever | drains within the [grace period](Server::grace_period) (25 s by default), then forces; the [`Outcome`] says which |
 //!
 //! Before, in words: `axum::serve(listener, router).with_graceful_shutdown(ctrl_c)`.
 //! After (triggered at once so the example ends):

@@ -144,7 +144,7 @@ where
         None => Server::new(runtime.clone(), listener),
         Some(parent) => Server::with_shutdown(runtime.clone(), listener, parent.child()),
     }
-    .drain_deadline(opts.deadline);
+    .grace_period(opts.deadline);
     if let Some(limit) = opts.limit {
         server = server.max_connections(limit);
     }
@@ -657,4 +657,95 @@ fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
 fn tokio_signals_outside_a_runtime_is_an_error() {
     let error = wind_down::tokio::Signals::new().expect_err("no runtime here");
     assert!(error.to_string().contains("tokio runtime"), "{error}");
+}
+
+/// A tokio runtime that records every sleep the server asks for.
+#[derive(Clone)]
+struct Recording {
+    inner: wind_down::tokio::Tokio,
+    sleeps: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl wind_down::Runtime for Recording {
+    type Sleep = tokio::time::Sleep;
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.spawn(future);
+    }
+
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        self.sleeps.lock().unwrap().push(duration);
+        self.inner.sleep(duration)
+    }
+}
+
+/// A connection that never finishes.
+struct Stuck(#[allow(dead_code)] tokio::net::TcpStream);
+
+impl std::future::Future for Stuck {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Pending
+    }
+}
+
+impl wind_down::GracefulConnection for Stuck {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {}
+}
+
+/// One grace budget: with a 300 ms drain delay and a 1.5 s grace period, the drain
+/// is given what is left (at most 1.2 s), not a fresh 1.5 s; the stuck connection
+/// is forced when the budget is spent.
+#[test]
+fn the_drain_gets_what_is_left_of_the_grace_period() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sleeps = Arc::new(Mutex::new(Vec::new()));
+    let outcome = rt.block_on(async {
+        let runtime = Recording {
+            inner: wind_down::tokio::Tokio::current(),
+            sleeps: sleeps.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::new(runtime, listener)
+            .drain_delay(Duration::from_millis(300))
+            .grace_period(Duration::from_millis(1500));
+        let addr = server.local_addr().unwrap();
+        let shutdown = server.shutdown();
+        let serving = tokio::spawn(server.serve(|io, _| Stuck(io)));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for _ in 0..6000 {
+            if shutdown.watchers() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(shutdown.watchers(), 1);
+        shutdown.announce();
+        tokio::time::timeout(HANG, serving)
+            .await
+            .expect("serve hung")
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(outcome.remaining(), 1, "{outcome}");
+    let sleeps = sleeps.lock().unwrap().clone();
+    // The delay, then the drain's deadline (the `tracing` feature adds 1 s
+    // progress ticks, left out here).
+    let asked: Vec<Duration> = sleeps
+        .into_iter()
+        .filter(|d| *d != Duration::from_secs(1))
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0], Duration::from_millis(300), "the delay: {asked:?}");
+    assert!(
+        asked[1] <= Duration::from_millis(1200),
+        "the drain was given more than what is left of the grace period: {asked:?}"
+    );
 }

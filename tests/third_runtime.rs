@@ -330,7 +330,7 @@ fn server_on_a_polled_std_listener_drains_its_connections() {
     let runtime = PoolRuntime::new(2);
     let listener = PolledListener::bind(&runtime).unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::new(runtime.clone(), listener).drain_deadline(HANG);
+    let server = Server::new(runtime.clone(), listener).grace_period(HANG);
     let shutdown = server.shutdown();
     let graceful_calls = Arc::new(AtomicUsize::new(0));
     let handler = {

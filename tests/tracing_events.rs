@@ -141,7 +141,7 @@ fn shutdown_progress_is_reported_as_events() {
     let (outcome, peer) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::new(Tokio::current(), listener)
-            .drain_deadline(Duration::from_millis(2500))
+            .grace_period(Duration::from_millis(2500))
             .signals(Fed(signals));
         let addr = server.local_addr().unwrap();
         let shutdown = server.shutdown();

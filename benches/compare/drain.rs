@@ -68,7 +68,7 @@ async fn child_serve(kind: Kind) -> i32 {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener)
                 .signals(signals)
-                .drain_deadline(Duration::from_secs(10));
+                .grace_period(Duration::from_secs(10));
             announce(server.local_addr().expect("local addr"));
             match server.serve_http(Hello).await {
                 Ok(outcome) => i32::from(!outcome.is_drained()),

@@ -116,7 +116,7 @@ async fn start(kind: Kind) -> Running {
         },
         Kind::WindDown => {
             let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener)
-                .drain_deadline(Duration::from_secs(10));
+                .grace_period(Duration::from_secs(10));
             let shutdown = server.shutdown();
             Running {
                 addr,

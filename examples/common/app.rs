@@ -146,7 +146,7 @@ async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response
     text(StatusCode::NOT_FOUND, "not found\n".into())
 }
 
-/// The drain deadline: `WIND_DOWN_DEADLINE_MS`, or 10 s.
+/// The grace period: `WIND_DOWN_DEADLINE_MS`, or 10 s.
 pub fn deadline_from_env() -> Duration {
     std::env::var("WIND_DOWN_DEADLINE_MS")
         .ok()
@@ -184,7 +184,7 @@ where
     R::Executor: HttpServerConnExec<AppFuture, AppBody>,
 {
     let server = Server::new(runtime.clone(), listener)
-        .drain_deadline(deadline)
+        .grace_period(deadline)
         .drain_delay(drain_delay_from_env())
         .signals(signals);
     let shutdown = server.shutdown();

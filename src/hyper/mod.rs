@@ -14,7 +14,7 @@
 //! [`Http::new`] sets the runtime's timer on both protocols, so HTTP/1's header read
 //! timeout (30 s) applies: without a timer, a peer that sends half a request header
 //! would hold its connection forever. A peer that misbehaves anyway is cut at the
-//! server's drain deadline.
+//! server's grace period.
 
 use std::error::Error as StdError;
 use std::pin::Pin;

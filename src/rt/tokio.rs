@@ -113,7 +113,7 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::n
 /// claimed within two seconds, and on the third signal once claimed (the first
 /// drains, the second forces), also when cleanup after the drain hangs. On
 /// Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the process exits, and
-/// the system ends the process after a few seconds: keep the drain deadline short
+/// the system ends the process after a few seconds: keep the grace period short
 /// there.
 #[derive(Debug)]
 #[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]

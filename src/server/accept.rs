@@ -8,7 +8,8 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
@@ -121,9 +122,15 @@ impl Backoff {
 }
 
 /// Completes when accepting must stop: at the trigger, or `delay` after the
-/// announcement (then it triggers).
-pub(crate) async fn stop_accepting<R: Runtime>(shutdown: &Shutdown, runtime: &R, delay: Duration) {
+/// announcement (then it triggers). Notes when the announcement came.
+pub(crate) async fn stop_accepting<R: Runtime>(
+    shutdown: &Shutdown,
+    runtime: &R,
+    delay: Duration,
+    announced_at: &OnceLock<Instant>,
+) {
     shutdown.announced().await;
+    let _ = announced_at.set(Instant::now());
     if !delay.is_zero() && shutdown.phase() < Phase::Draining {
         log::info!("shutdown announced: serving for {delay:?} more");
         future::or(shutdown.triggered(), runtime.sleep(delay)).await;

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{FutureExt as _, future};
 
@@ -30,8 +30,9 @@ use crate::coordinator::outcome::Outcome;
 use crate::coordinator::watch::GracefulConnection;
 use crate::log;
 
-/// The default drain deadline: 30 seconds, Kubernetes' default grace period.
-pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// The default [grace period](Server::grace_period): 25 seconds, which leaves 5 of
+/// Kubernetes' default 30-second termination grace period for the process to exit.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(25);
 
 type SignalTask = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
@@ -45,7 +46,7 @@ type SignalTask = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 /// 1. stops accepting at once: connections still in the backlog are never served;
 /// 2. drops the listener, so its address can be bound again immediately;
 /// 3. waits for every watcher to finish, up to the [drain
-///    deadline](Server::drain_deadline), then forces what is left;
+///    the [grace period](Server::grace_period), then forces what is left;
 /// 4. waits for every connection task to end, so that when `serve` returns no
 ///    connection of this server holds anything (a service's state, a database
 ///    pool) any more.
@@ -66,7 +67,7 @@ pub struct Server<R, L: Listener> {
     listener: L,
     shutdown: Shutdown,
     max_connections: Option<usize>,
-    drain_deadline: Duration,
+    grace_period: Duration,
     drain_delay: Duration,
     signals: Option<SignalTask>,
     #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
@@ -78,7 +79,7 @@ type ConnectionErrorHook<A> = Arc<dyn Fn(&A, &(dyn std::error::Error + 'static))
 
 impl<R: Runtime, L: Listener> Server<R, L> {
     /// A server accepting from `listener` and spawning on `runtime`, with its own
-    /// new coordinator, no connection limit, and the default drain deadline.
+    /// new coordinator, no connection limit, and the default grace period.
     ///
     /// Without [`signals`](Server::signals) the server hears no signal: SIGTERM and
     /// SIGINT keep their default action and end the process without a drain. Add
@@ -99,7 +100,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             listener,
             shutdown,
             max_connections: None,
-            drain_deadline: DEFAULT_DRAIN_DEADLINE,
+            grace_period: DEFAULT_GRACE_PERIOD,
             drain_delay: Duration::ZERO,
             signals: None,
             on_connection_error: None,
@@ -123,10 +124,22 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
-    /// How long the drain may take before the remaining connections are force-closed.
-    /// Defaults to [`DEFAULT_DRAIN_DEADLINE`].
-    pub fn drain_deadline(mut self, deadline: Duration) -> Self {
-        self.drain_deadline = deadline;
+    /// The whole shutdown's budget, counted from the announcement (the first
+    /// signal, [`Shutdown::announce`] or [`Shutdown::trigger`]): the [drain
+    /// delay](Server::drain_delay) and then the drain, which is forced when the
+    /// grace period is over. So the worst case is the grace period itself, whatever
+    /// the delay:
+    ///
+    /// ```text
+    /// announced ─ drain delay ─▶ trigger: stop accepting ─ drain ─▶ force
+    /// └───────────────────────── grace period ─────────────────────┘
+    /// ```
+    ///
+    /// A delay as long as the grace period leaves no time for the drain: it is
+    /// forced as soon as it starts. Defaults to [`DEFAULT_GRACE_PERIOD`], 25 s,
+    /// which fits inside Kubernetes' default `terminationGracePeriodSeconds` (30).
+    pub fn grace_period(mut self, total: Duration) -> Self {
+        self.grace_period = total;
         self
     }
 
@@ -136,7 +149,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// so a load balancer polling a readiness endpoint can deregister the instance
     /// before the listener closes. Connections are not asked to close during the
     /// delay. A [`Shutdown::trigger`] or a second signal ends the delay at once.
-    /// Defaults to zero: the drain starts at the announcement.
+    /// The delay is part of the [grace period](Server::grace_period). Defaults to
+    /// zero: the drain starts at the announcement.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
         self
@@ -210,15 +224,24 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             runtime,
             listener,
             shutdown,
-            drain_deadline,
+            grace_period,
             drain_delay,
             ..
         } = self;
-        let stop = stop_accepting(&shutdown, &runtime, drain_delay);
+        let announced_at = std::sync::OnceLock::new();
+        let stop = stop_accepting(
+            &shutdown,
+            &runtime,
+            drain_delay.min(grace_period),
+            &announced_at,
+        );
         let listener_failure =
             accept_loop(&runtime, listener, &shutdown, &connections, stop, handler).await;
         shutdown.trigger();
-        let outcome = drain::drain(&runtime, &shutdown, drain_deadline).await;
+        // What is left of the grace period (all of it if the loop ended on its own).
+        let spent = announced_at.get().map_or(Duration::ZERO, Instant::elapsed);
+        let deadline = grace_period.saturating_sub(spent);
+        let outcome = drain::drain(&runtime, &shutdown, deadline).await;
         connections.all_ended().await;
         let failure = listener_failure.or_else(|| signal_failure.lock().ok()?.take());
         match failure {
@@ -261,7 +284,7 @@ impl<R, L: Listener> fmt::Debug for Server<R, L> {
         f.debug_struct("Server")
             .field("shutdown", &self.shutdown)
             .field("max_connections", &self.max_connections)
-            .field("drain_deadline", &self.drain_deadline)
+            .field("grace_period", &self.grace_period)
             .field("drain_delay", &self.drain_delay)
             .field("signals", &self.signals.is_some())
             .finish_non_exhaustive()
