@@ -144,7 +144,7 @@ mod log;
 pub mod migrating;
 mod server;
 
-#[cfg(feature = "hyper")]
+#[cfg(feature = "hyper-base")]
 pub mod hyper;
 #[cfg(feature = "smol")]
 #[path = "rt/smol.rs"]

@@ -1,4 +1,5 @@
-//! hyper 1.x connections (feature `hyper`, with `tokio` and/or `smol`).
+//! hyper 1.x connections (feature `hyper` for HTTP/1 and HTTP/2, or `http1` or
+//! `http2` alone; with `tokio` and/or `smol`).
 //!
 //! - [`GracefulConnection`] for hyper's HTTP/1 and HTTP/2 server connections and
 //!   hyper-util's `auto` (HTTP/1 or HTTP/2, detected) connections.
@@ -23,16 +24,22 @@ use std::time::Duration;
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
-use hyper::server::conn::{http1, http2};
+#[cfg(feature = "http1")]
+use hyper::server::conn::http1;
+#[cfg(feature = "http2")]
+use hyper::server::conn::http2;
 use hyper::service::{HttpService, Service};
 use hyper::{Request, Response};
+#[cfg(feature = "hyper")]
 use hyper_util::server::conn::auto;
 
+mod builder;
 mod reported;
 mod tower;
 
 use hyper_util::service::TowerToHyperServiceFuture;
 
+pub use self::builder::{ConnExec, Http};
 use self::reported::Reported;
 use self::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
@@ -69,53 +76,6 @@ pub trait IntoHyperIo: Send + 'static {
     fn into_hyper_io(self) -> Self::Io;
 }
 
-/// hyper-util's `auto` builder, set up for a runtime; clone it freely.
-#[derive(Clone, Debug)]
-pub struct Http<E> {
-    builder: auto::Builder<E>,
-}
-
-impl<E: Clone> Http<E> {
-    /// A builder serving HTTP/1 and HTTP/2 (detected per connection) with
-    /// `runtime`'s executor and timer, and [`HEADER_READ_TIMEOUT`] for HTTP/1.
-    pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
-        let mut builder = auto::Builder::new(runtime.hyper_executor());
-        builder
-            .http1()
-            .timer(runtime.hyper_timer())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder.http2().timer(runtime.hyper_timer());
-        Http { builder }
-    }
-
-    /// The underlying builder, to tune protocols (for example `http2_only`, header
-    /// limits, HTTP/2 keep-alive).
-    pub fn builder_mut(&mut self) -> &mut auto::Builder<E> {
-        &mut self.builder
-    }
-
-    /// Serves `service` on `io`, with HTTP upgrades enabled. The returned connection
-    /// owns a copy of the builder's settings.
-    pub fn serve_connection<I, S, B>(
-        &self,
-        io: I,
-        service: S,
-    ) -> auto::UpgradeableConnection<'static, I, S, E>
-    where
-        S: Service<Request<Incoming>, Response = Response<B>>,
-        S::Future: 'static,
-        S::Error: Into<BoxError>,
-        B: Body + 'static,
-        B::Error: Into<BoxError>,
-        I: Read + Write + Unpin + Send + 'static,
-        E: auto::HttpServerConnExec<S::Future, B>,
-    {
-        self.builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned()
-    }
-}
-
 impl<R, L> Server<R, L>
 where
     R: HyperRuntime,
@@ -134,7 +94,7 @@ where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
-        R::Executor: auto::HttpServerConnExec<S::Future, B>,
+        R::Executor: ConnExec<S::Future, B>,
     {
         let http = Http::new(self.runtime());
         self.serve_http_with(http, service).await
@@ -153,7 +113,7 @@ where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
-        R::Executor: auto::HttpServerConnExec<S::Future, B>,
+        R::Executor: ConnExec<S::Future, B>,
     {
         let hook = self.connection_error_hook();
         self.serve(move |io: L::Io, peer| {
@@ -201,7 +161,7 @@ where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
-        R::Executor: auto::HttpServerConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
+        R::Executor: ConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
     {
         let http = Http::new(self.runtime());
         let hook = self.connection_error_hook();
@@ -214,6 +174,7 @@ where
     }
 }
 
+#[cfg(feature = "http1")]
 impl<I, S, B> GracefulConnection for http1::Connection<I, S>
 where
     S: HttpService<Incoming, ResBody = B>,
@@ -227,6 +188,7 @@ where
     }
 }
 
+#[cfg(feature = "http1")]
 impl<I, S, B> GracefulConnection for http1::UpgradeableConnection<I, S>
 where
     S: HttpService<Incoming, ResBody = B>,
@@ -240,6 +202,7 @@ where
     }
 }
 
+#[cfg(feature = "http2")]
 impl<I, S, E, B> GracefulConnection for http2::Connection<I, S, E>
 where
     S: HttpService<Incoming, ResBody = B>,
@@ -254,6 +217,7 @@ where
     }
 }
 
+#[cfg(feature = "hyper")]
 impl<I, S, E, B> GracefulConnection for auto::Connection<'_, I, S, E>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,
@@ -269,6 +233,7 @@ where
     }
 }
 
+#[cfg(feature = "hyper")]
 impl<I, S, E, B> GracefulConnection for auto::UpgradeableConnection<'_, I, S, E>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,

@@ -11,10 +11,10 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::{Request, Response};
-use hyper_util::server::conn::auto;
 use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use tower_service::Service;
 
+use super::builder::{ConnExec, ErrInto};
 use super::{BoxError, Http};
 use crate::coordinator::watch::GracefulConnection;
 
@@ -62,18 +62,14 @@ impl TowerConnection {
         B::Data: Send,
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
-        E: auto::HttpServerConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        E: ConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
     {
         let making = Box::pin(async move {
             futures_lite::future::poll_fn(|cx| make.poll_ready(cx))
                 .await
                 .map_err(Into::into)?;
             let service = make.call(peer).await.map_err(Into::into)?;
-            let conn = http.serve_connection(io, TowerToHyperService::new(service));
+            let conn = ErrInto::new(http.serve_connection(io, TowerToHyperService::new(service)));
             Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
         });
         TowerConnection {

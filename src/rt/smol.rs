@@ -36,7 +36,7 @@ use crate::server::runtime::{Listener, Runtime};
 use crate::server::signal::run_fallback;
 use crate::server::signal::{Signal, SignalSource};
 
-#[cfg(feature = "hyper")]
+#[cfg(feature = "hyper-base")]
 pub use hyper_glue::HyperExecutor;
 
 /// Where [`Smol`] spawns.
@@ -231,7 +231,7 @@ impl SignalSource for Signals {
     }
 }
 
-#[cfg(feature = "hyper")]
+#[cfg(feature = "hyper-base")]
 mod hyper_glue {
     use std::future::Future;
     use std::sync::Arc;

@@ -236,7 +236,7 @@ impl SignalSource for Signals {
     }
 }
 
-#[cfg(feature = "hyper")]
+#[cfg(feature = "hyper-base")]
 mod hyper_glue {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 

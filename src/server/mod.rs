@@ -70,7 +70,7 @@ pub struct Server<R, L: Listener> {
     grace_period: Duration,
     drain_delay: Duration,
     signals: Option<SignalTask>,
-    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
 }
 
@@ -187,12 +187,12 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
-    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     pub(crate) fn runtime(&self) -> &R {
         &self.runtime
     }
 
-    #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     pub(crate) fn connection_error_hook(&self) -> Option<ConnectionErrorHook<L::Addr>> {
         self.on_connection_error.clone()
     }

@@ -1,0 +1,225 @@
+//! [`Http`]: the connection builder for the protocols the features enable:
+//! hyper-util's `auto` builder, detecting HTTP/1 or HTTP/2 per connection
+//! (feature `hyper`); hyper's HTTP/1 builder (feature `http1` alone); or its HTTP/2
+//! builder (feature `http2` alone). [`ConnExec`] names what the runtime's executor
+//! must do for them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::service::Service;
+use hyper::{Request, Response};
+use pin_project_lite::pin_project;
+
+#[cfg(feature = "http1")]
+use super::HEADER_READ_TIMEOUT;
+use super::{BoxError, HyperRuntime};
+use crate::coordinator::watch::GracefulConnection;
+
+/// What a runtime's hyper executor must do to serve a service whose future is `F`
+/// and whose body is `B`, for the protocols the features enable: spawn HTTP/2
+/// streams (with `http2`), nothing more for HTTP/1 alone. Implemented for every
+/// executor that can; you never implement it.
+#[cfg(feature = "hyper")]
+pub trait ConnExec<F, B: Body>:
+    hyper_util::server::conn::auto::HttpServerConnExec<F, B> + Clone + Send + Sync + 'static
+{
+}
+
+#[cfg(feature = "hyper")]
+impl<T, F, B> ConnExec<F, B> for T
+where
+    B: Body,
+    T: hyper_util::server::conn::auto::HttpServerConnExec<F, B> + Clone + Send + Sync + 'static,
+{
+}
+
+/// What a runtime's hyper executor must do to serve a service whose future is `F`
+/// and whose body is `B` over HTTP/2: spawn its streams. Implemented for every
+/// executor that can; you never implement it.
+#[cfg(all(feature = "http2", not(feature = "http1")))]
+pub trait ConnExec<F, B: Body>:
+    hyper::rt::bounds::Http2ServerConnExec<F, B> + Clone + Send + Sync + 'static
+{
+}
+
+#[cfg(all(feature = "http2", not(feature = "http1")))]
+impl<T, F, B> ConnExec<F, B> for T
+where
+    B: Body,
+    T: hyper::rt::bounds::Http2ServerConnExec<F, B> + Clone + Send + Sync + 'static,
+{
+}
+
+/// What a runtime's hyper executor must do for HTTP/1 alone: nothing. Implemented
+/// for every executor; you never implement it.
+#[cfg(all(feature = "http1", not(feature = "hyper")))]
+pub trait ConnExec<F, B>: Clone + Send + Sync + 'static {}
+
+#[cfg(all(feature = "http1", not(feature = "hyper")))]
+impl<T, F, B> ConnExec<F, B> for T where T: Clone + Send + Sync + 'static {}
+
+/// The connection builder, set up for a runtime; clone it freely.
+#[derive(Clone, Debug)]
+pub struct Http<E> {
+    #[cfg(feature = "hyper")]
+    builder: hyper_util::server::conn::auto::Builder<E>,
+    #[cfg(all(feature = "http1", not(feature = "hyper")))]
+    builder: hyper::server::conn::http1::Builder,
+    #[cfg(all(feature = "http1", not(feature = "hyper")))]
+    _executor: std::marker::PhantomData<E>,
+    #[cfg(all(feature = "http2", not(feature = "http1")))]
+    builder: hyper::server::conn::http2::Builder<E>,
+}
+
+#[cfg(feature = "hyper")]
+impl<E: Clone> Http<E> {
+    /// A builder serving HTTP/1 and HTTP/2 (detected per connection) with
+    /// `runtime`'s executor and timer, and [`HEADER_READ_TIMEOUT`] for HTTP/1.
+    pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(runtime.hyper_executor());
+        builder
+            .http1()
+            .timer(runtime.hyper_timer())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder.http2().timer(runtime.hyper_timer());
+        Http { builder }
+    }
+
+    /// The underlying builder (hyper-util's `auto::Builder` with feature `hyper`;
+    /// hyper's `http1::Builder` or `http2::Builder` with one protocol), to tune it:
+    /// header limits, HTTP/2 keep-alive, `http2_only`.
+    pub fn builder_mut(&mut self) -> &mut hyper_util::server::conn::auto::Builder<E> {
+        &mut self.builder
+    }
+
+    /// Serves `service` on `io`, with HTTP upgrades enabled. The returned connection
+    /// owns a copy of the builder's settings.
+    pub fn serve_connection<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+    ) -> hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, E>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Future: 'static,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+        E: ConnExec<S::Future, B>,
+    {
+        self.builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned()
+    }
+}
+
+#[cfg(all(feature = "http1", not(feature = "hyper")))]
+impl<E: Clone> Http<E> {
+    /// A builder serving HTTP/1 with `runtime`'s timer and [`HEADER_READ_TIMEOUT`].
+    pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(runtime.hyper_timer())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        Http {
+            builder,
+            _executor: std::marker::PhantomData,
+        }
+    }
+
+    /// The underlying builder, to tune it (header limits, keep-alive).
+    pub fn builder_mut(&mut self) -> &mut hyper::server::conn::http1::Builder {
+        &mut self.builder
+    }
+
+    /// Serves `service` on `io`, with HTTP upgrades enabled.
+    pub fn serve_connection<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+    ) -> hyper::server::conn::http1::UpgradeableConnection<I, S>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+    {
+        self.builder.serve_connection(io, service).with_upgrades()
+    }
+}
+
+#[cfg(all(feature = "http2", not(feature = "http1")))]
+impl<E: Clone> Http<E> {
+    /// A builder serving HTTP/2 with `runtime`'s executor and timer.
+    pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
+        let mut builder = hyper::server::conn::http2::Builder::new(runtime.hyper_executor());
+        builder.timer(runtime.hyper_timer());
+        Http { builder }
+    }
+
+    /// The underlying builder, to tune it (stream limits, keep-alive).
+    pub fn builder_mut(&mut self) -> &mut hyper::server::conn::http2::Builder<E> {
+        &mut self.builder
+    }
+
+    /// Serves `service` on `io`.
+    pub fn serve_connection<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+    ) -> hyper::server::conn::http2::Connection<I, S, E>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Future: 'static,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+        E: ConnExec<S::Future, B>,
+    {
+        self.builder.serve_connection(io, service)
+    }
+}
+
+pin_project! {
+    /// A served connection whose error is a boxed error, whatever the builder.
+    pub(crate) struct ErrInto<C> {
+        #[pin]
+        conn: C,
+    }
+}
+
+impl<C> ErrInto<C> {
+    pub(crate) fn new(conn: C) -> Self {
+        ErrInto { conn }
+    }
+}
+
+impl<C, E> Future for ErrInto<C>
+where
+    C: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(ready!(self.project().conn.poll(cx)).map_err(Into::into))
+    }
+}
+
+impl<C, E> GracefulConnection for ErrInto<C>
+where
+    C: GracefulConnection<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.project().conn.graceful_shutdown();
+    }
+}
