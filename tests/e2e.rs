@@ -766,16 +766,23 @@ fn misbehaving_peers_are_cut_at_the_deadline(runtime: &str) {
     }
 }
 
-/// A request that never finishes: the first SIGTERM leaves the process draining,
-/// the second forces it out with the forced status.
-fn second_signal_forces_exit(runtime: &str) {
-    let mut server = Server::start(runtime, Duration::from_secs(120));
-    let mut stream = TcpStream::connect(server.addr).unwrap();
+/// Opens `/stream`, a response that never ends, and reads its status line.
+fn open_endless_stream(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .write_all(b"GET /stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .unwrap();
     let mut first = [0u8; 12];
     stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    stream
+}
+
+/// A request that never finishes: the first SIGTERM leaves the process draining,
+/// the second forces it out with the forced status.
+fn second_signal_forces_exit(runtime: &str) {
+    let mut server = Server::start(runtime, Duration::from_secs(120));
+    let mut stream = open_endless_stream(server.addr);
     server.signal("TERM");
     wait_refused(server.addr);
     assert!(
@@ -1008,12 +1015,7 @@ fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
         None,
         |_| {},
     );
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream
-        .write_all(b"GET /stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 12];
-    stream.read_exact(&mut first).unwrap();
+    let mut stream = open_endless_stream(server.addr);
     server.signal("TERM");
     wait_refused(server.addr);
     server.signal("INT");
