@@ -612,17 +612,23 @@ fn connection_errors_reach_the_callback<H: Harness>() {
 /// application's trigger stops it, with the application's drain waiting for it.
 fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
     let app = Shutdown::new();
+    let held = Arc::new(());
     let (addr, shutdown, done) = H::start(Options {
         parent: Some(app.clone()),
+        held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
         ..Options::default()
     });
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(b"GET /slow/300 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .unwrap();
+    // The request is in the handler (not just its connection accepted): this
+    // test's `held`, the harness's probe, the service, the connection's copy of
+    // it, and the request.
     let start = std::time::Instant::now();
-    while app.watchers() == 0 && start.elapsed() < HANG {
+    while Arc::strong_count(&held) < 5 && start.elapsed() < HANG {
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert_eq!(Arc::strong_count(&held), 5, "the request never reached its handler");
     assert_eq!(
         app.watchers(),
         1,
