@@ -96,14 +96,14 @@ impl Core {
     pub(crate) fn force(this: &CoreRef, shards: Option<&Shards>) -> Outcome {
         // The report comes first, stored in each scope before its FORCED bit is
         // set; then the bits, with a fresh walk that also reaches new scopes.
-        let report = Core::snapshot(this, shards, true);
+        let report = Core::snapshot(this, shards);
         Core::raise(this, ANNOUNCED | TRIGGERED | FORCED, shards);
         Outcome::from_report(report)
     }
 
-    /// What runs in `this`'s subtree now. With `store`, each scope not yet forced
-    /// keeps its own subtree's part as its forced report.
-    pub(crate) fn snapshot(this: &CoreRef, shards: Option<&Shards>, store: bool) -> Report {
+    /// What runs in `this`'s subtree now; each scope not yet forced keeps its own
+    /// subtree's part as its forced report.
+    fn snapshot(this: &CoreRef, shards: Option<&Shards>) -> Report {
         // Pre-order: every scope comes after its parent, so the reverse order
         // folds each subtree into its parent once it is complete.
         let mut nodes: Vec<(CoreRef, Option<usize>, Report)> = Vec::new();
@@ -123,18 +123,14 @@ impl Core {
         }
         for index in (1..nodes.len()).rev() {
             let part = std::mem::take(&mut nodes[index].2);
-            if store {
-                nodes[index].0.store_forced_report(&part);
-            }
+            nodes[index].0.store_forced_report(&part);
             if let Some(parent) = nodes[index].1 {
                 nodes[parent].2.absorb(part);
             }
         }
         let (core, _, mut report) = nodes.swap_remove(0);
         report.sort();
-        if store {
-            core.store_forced_report(&report);
-        }
+        core.store_forced_report(&report);
         report
     }
 
