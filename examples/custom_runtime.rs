@@ -73,7 +73,7 @@ async fn run(runtime: &PoolRuntime, stubborn: bool) -> Outcome {
 
     runtime.sleep(Duration::from_millis(50)).await;
     shutdown.trigger();
-    println!("triggered with {} watchers", shutdown.watchers());
+    println!("triggered with {} watchers", shutdown.report().remaining);
     let outcome = shutdown.drain_until(runtime.sleep(DEADLINE)).await;
 
     // The connection's task sends its result once the connection is done or

@@ -19,7 +19,8 @@
 //!    - [`Shutdown::child`] makes a scope that is triggered with its parent and that
 //!      its parent waits for.
 //!    - [`Shutdown::announce`], [`Shutdown::is_ready`] and [`Shutdown::phase`]
-//!      expose the lifecycle to health endpoints.
+//!      expose the lifecycle to health endpoints; [`Shutdown::report`] says what
+//!      is still running, at any time.
 //! 2. **The server** ([`Server`]): the one accept loop for every [`Runtime`] and
 //!    [`Listener`]: connection limit, accept-error back-off, drain delay, one grace
 //!    period for the whole shutdown, and signals through a [`SignalSource`].
@@ -104,9 +105,9 @@
 //!    allocates nothing; a waiter polled once and abandoned takes no wake-up from
 //!    another.
 //! 4. **Exact counts when quiet.** With no watcher being created or dropped
-//!    concurrently, [`Shutdown::watchers`] is the number of live guards, watched
-//!    and tracked futures in the coordinator and its child scopes. A child scope is
-//!    not a watcher, and neither is an idle one in a [`Report`].
+//!    concurrently, [`Shutdown::report`]'s `remaining` is the number of live guards,
+//!    watched and tracked futures in the coordinator and its child scopes, and its
+//!    stragglers are the labelled ones among them. A child scope is not a watcher.
 //! 5. **Graceful once.** A watched connection has
 //!    [`GracefulConnection::graceful_shutdown`] called exactly once, on its first
 //!    poll after the trigger, including a trigger before its first poll.

@@ -28,7 +28,7 @@
 //! | `GracefulShutdown::new()` | [`Shutdown::new()`] |
 //! | `graceful.watch(conn)` | [`shutdown.watch(conn)`](Shutdown::watch), a future to spawn |
 //! | `graceful.watcher()` | [`shutdown.guard()`](Shutdown::guard) or `shutdown.clone()` |
-//! | `graceful.count()` | [`shutdown.watchers()`](Shutdown::watchers) |
+//! | `graceful.count()` | [`shutdown.report().remaining`](Shutdown::report) |
 //! | `select! { graceful.shutdown() => .., sleep(d) => .. }` | [`shutdown.drain_until(sleep(d))`](Shutdown::drain_until): triggers, waits, forces at the deadline |
 //! | the accept loop, `ctrl_c()` and the `select!` around it | [`Server::new(rt, listener).signals(Signals::new()?).serve_http(svc)`](Server) |
 //!
@@ -94,7 +94,7 @@
 //! | `token.run_until_cancelled(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered) |
 //! | `tracker.spawn(fut)` | `tokio::spawn(shutdown.track(fut))` |
 //! | `tracker.token()` | [`shutdown.guard()`](Shutdown::guard) |
-//! | `tracker.len()` | [`shutdown.watchers()`](Shutdown::watchers) |
+//! | `tracker.len()` | [`shutdown.report().remaining`](Shutdown::report) |
 //! | `tracker.wait().await`, with a timeout around it | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until) |
 //!
 //! Before, in words: a worker spawned on the tracker loops in
@@ -134,7 +134,7 @@
 //! | `swansong.interrupt(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered) |
 //! | `swansong.guarded(fut)` | [`shutdown.track(fut)`](Shutdown::track) |
 //! | `swansong.child()` | [`shutdown.child()`](Shutdown::child) |
-//! | `swansong.guard_count()` | [`shutdown.watchers()`](Shutdown::watchers) |
+//! | `swansong.guard_count()`, `guard_report()` | [`shutdown.report()`](Shutdown::report) |
 //! | `swansong.state()`, `is_running()`, `is_complete()` | [`shutdown.phase()`](Shutdown::phase) |
 //! | `Swansong::with_guard_report()` | [`Guard::with_label`] and the [`Report`] in [`Outcome::Forced`] |
 //!
@@ -150,7 +150,7 @@
 //!     let guard = child.guard().expect("not drained"); // was: swansong.guard()
 //!     let looping = shutdown.run_until_triggered(std::future::pending::<()>());
 //!     let guarded = shutdown.track(async { 1 }); // was: swansong.guarded(..)
-//!     assert_eq!(shutdown.watchers(), 2); // was: swansong.guard_count()
+//!     assert_eq!(shutdown.report().remaining, 2); // was: swansong.guard_count()
 //!     shutdown.trigger(); // was: swansong.shut_down()
 //!     assert_eq!(looping.await, None);
 //!     assert_eq!(guarded.await, Ok(1));

@@ -281,7 +281,7 @@ async fn g2_drained_needs_trigger_and_zero_count<E: Exec>(cx: Cx<E>) {
     // Zero count without a trigger is not drained, and admits new work.
     drop(g1);
     drop(g2);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
     assert_eq!(s.phase(), Phase::Running);
     assert!(poll_now(&mut drained).is_none());
     let g3 = s.guard().expect("not drained: guards are admitted");
@@ -330,7 +330,7 @@ async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
 
     let (conn, log) = Conn::new(1);
     let watched = s.watch(conn);
-    assert_eq!(s.watchers(), 0, "a refused watch holds no count");
+    assert_eq!(s.report().remaining, 0, "a refused watch holds no count");
     assert_eq!(watched.await, Err(Stopped::Refused(Refused::Drained)));
     assert_eq!(log.polls.load(SeqCst), 0, "refused connection never polled");
     assert_eq!(log.graceful(), 0);
@@ -348,7 +348,7 @@ async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
     assert_eq!(tracked.await, Err(Stopped::Refused(Refused::Drained)));
     assert!(!ran.load(SeqCst), "refused tracked future never started");
     assert!(dropped.load(SeqCst));
-    assert_eq!((s.phase(), s.watchers()), (Phase::Done, 0));
+    assert_eq!((s.phase(), s.report().remaining), (Phase::Done, 0));
 }
 
 async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
@@ -360,7 +360,7 @@ async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
 
     let (conn, log) = Conn::new(1);
     let watched = s.watch(conn);
-    assert_eq!(s.watchers(), 1, "a refused watch holds no count");
+    assert_eq!(s.report().remaining, 1, "a refused watch holds no count");
     assert_eq!(watched.await, Err(Stopped::Refused(Refused::Forced)));
     assert_eq!(log.polls.load(SeqCst), 0);
     assert!(log.dropped());
@@ -368,7 +368,7 @@ async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
         s.track(async {}).await,
         Err(Stopped::Refused(Refused::Forced))
     );
-    assert_eq!(s.watchers(), 1);
+    assert_eq!(s.report().remaining, 1);
     assert_eq!(s.phase(), Phase::Forced);
 
     drop(g);
@@ -388,9 +388,9 @@ async fn g2_guard_clone_still_counts_after_force<E: Exec>(cx: Cx<E>) {
     let g = s.guard().unwrap();
     assert_forced(&s.force(), 1);
     let g2 = g.clone();
-    assert_eq!(s.watchers(), 2);
+    assert_eq!(s.report().remaining, 2);
     drop(g);
-    assert_eq!(s.watchers(), 1, "the clone still counts");
+    assert_eq!(s.report().remaining, 1, "the clone still counts");
     assert_eq!(s.phase(), Phase::Forced);
     let mut drained = s.drained();
     assert!(poll_now(&mut drained).is_none());
@@ -446,7 +446,7 @@ async fn g2_drained_never_observed_while_racing_guard_lives<E: Exec>(cx: Cx<E>) 
             live_at_drain, 0,
             "round {round}: drained observed while a guard was alive"
         );
-        assert_eq!((s.phase(), s.watchers()), (Phase::Done, 0));
+        assert_eq!((s.phase(), s.report().remaining), (Phase::Done, 0));
         if refused.load(SeqCst) > 0 {
             assert_eq!(s.guard().unwrap_err(), Refused::Drained);
         }
@@ -672,49 +672,69 @@ async fn g3_waiters_racing_the_phase_all_complete<E: Exec>(cx: Cx<E>) {
 async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
     let g = s.guard().unwrap();
-    assert_eq!(s.watchers(), 1);
+    assert_eq!(s.report().remaining, 1);
     let g2 = g.clone();
-    assert_eq!(s.watchers(), 2);
+    assert_eq!(s.report().remaining, 2);
     let labelled = s.guard().unwrap().with_label("labelled");
-    assert_eq!(s.watchers(), 3, "a labelled guard counts like any guard");
+    assert_eq!(
+        s.report().remaining,
+        3,
+        "a labelled guard counts like any guard"
+    );
     drop(labelled);
-    assert_eq!(s.watchers(), 2);
+    assert_eq!(s.report().remaining, 2);
 
     let (conn, log) = Conn::new(1);
     let watched = s.watch(conn);
-    assert_eq!(s.watchers(), 3, "a watched connection counts from creation");
+    assert_eq!(
+        s.report().remaining,
+        3,
+        "a watched connection counts from creation"
+    );
     let tracked = s.track(async { 7 });
-    assert_eq!(s.watchers(), 4, "a tracked future counts from creation");
+    assert_eq!(
+        s.report().remaining,
+        4,
+        "a tracked future counts from creation"
+    );
     let child = s.child();
-    assert_eq!(s.watchers(), 4, "a child scope is not a watcher");
-    assert_eq!(child.watchers(), 0);
+    assert_eq!(s.report().remaining, 4, "a child scope is not a watcher");
+    assert_eq!(child.report().remaining, 0);
     let cg = child.guard().unwrap();
     assert_eq!(
-        (s.watchers(), child.watchers()),
+        (s.report().remaining, child.report().remaining),
         (5, 1),
         "a child's watchers count in its parent"
     );
     let _until = s.run_until_triggered(future::pending::<()>());
-    assert_eq!(s.watchers(), 5, "run_until_triggered does not count");
+    assert_eq!(
+        s.report().remaining,
+        5,
+        "run_until_triggered does not count"
+    );
     assert!(format!("{s:?}").contains("watchers: 5"));
 
     drop(g2);
-    assert_eq!(s.watchers(), 4);
+    assert_eq!(s.report().remaining, 4);
     log.finish();
     assert_eq!(watched.await, Ok(1));
-    assert_eq!(s.watchers(), 3);
+    assert_eq!(s.report().remaining, 3);
     assert_eq!(tracked.await, Ok(7));
-    assert_eq!(s.watchers(), 2);
+    assert_eq!(s.report().remaining, 2);
     drop(cg);
-    assert_eq!(child.watchers(), 0);
-    assert_eq!(s.watchers(), 1, "an idle, untriggered child counts nothing");
+    assert_eq!(child.report().remaining, 0);
+    assert_eq!(
+        s.report().remaining,
+        1,
+        "an idle, untriggered child counts nothing"
+    );
     child.trigger();
     assert_eq!(child.phase(), Phase::Done);
-    assert_eq!(s.watchers(), 1, "nor does a drained one");
+    assert_eq!(s.report().remaining, 1, "nor does a drained one");
     drop(g);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 
     // In a forced report, too, only real watchers count: idle child scopes (at any
     // depth) are not reported, busy ones report their watchers.
@@ -726,7 +746,7 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     let busy_grandchild = busy.child();
     let bg = busy_grandchild.guard().unwrap().with_label("deep");
     let g = s.guard().unwrap();
-    assert_eq!(s.watchers(), 2);
+    assert_eq!(s.report().remaining, 2);
     let forced = s.force();
     assert_forced(&forced, 2);
     let report = forced.report().unwrap();
@@ -740,9 +760,9 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     );
     assert_eq!(idle_grandchild.phase(), Phase::Done);
     assert_eq!(busy.phase(), Phase::Forced);
-    assert_eq!(s.watchers(), 2);
+    assert_eq!(s.report().remaining, 2);
     drop((bg, g));
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
     assert_eq!(
         (s.phase(), busy.phase(), busy_grandchild.phase()),
         (Phase::Done, Phase::Done, Phase::Done)
@@ -750,7 +770,7 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
 }
 
 /// Threads that each take guards (each thread counts on its own shard of the
-/// count), hand some to another thread and drop others: `watchers()` is exact
+/// count), hand some to another thread and drop others: `report().remaining` is exact
 /// whenever all of them are parked on a barrier, and the drain waits for the guards
 /// handed over.
 async fn g4_watchers_exact_with_guards_on_many_threads<E: Exec>(cx: Cx<E>) {
@@ -783,34 +803,41 @@ async fn g4_watchers_exact_with_guards_on_many_threads<E: Exec>(cx: Cx<E>) {
         .collect();
     drop(tx);
     barrier.wait();
-    assert_eq!(s.watchers(), THREADS * EACH);
+    assert_eq!(s.report().remaining, THREADS * EACH);
     barrier.wait();
     barrier.wait();
-    assert_eq!(s.watchers(), THREADS * (EACH - 1));
+    assert_eq!(s.report().remaining, THREADS * (EACH - 1));
     barrier.wait();
     barrier.wait();
-    assert_eq!(s.watchers(), THREADS * (EACH - 1) + THREADS * (EACH - 3));
+    assert_eq!(
+        s.report().remaining,
+        THREADS * (EACH - 1) + THREADS * (EACH - 3)
+    );
     barrier.wait();
     for t in threads {
         t.join().unwrap();
     }
     let handed: Vec<_> = rx.iter().collect();
     assert_eq!(handed.len(), 2 * THREADS);
-    assert_eq!(s.watchers(), 2 * THREADS, "handed-over guards still count");
+    assert_eq!(
+        s.report().remaining,
+        2 * THREADS,
+        "handed-over guards still count"
+    );
     s.trigger();
     assert_eq!(
         s.phase(),
         Phase::Draining,
         "the handed-over guards are alive"
     );
-    assert_eq!(s.watchers(), 2 * THREADS);
+    assert_eq!(s.report().remaining, 2 * THREADS);
     let mut handed = handed;
     handed.truncate(1);
-    assert_eq!(s.watchers(), 1);
+    assert_eq!(s.report().remaining, 1);
     assert_eq!(s.phase(), Phase::Draining);
     drop(handed);
     assert_eq!(s.phase(), Phase::Done);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
     s.drained().await;
 }
 
@@ -834,7 +861,7 @@ async fn g4_forced_remaining_counts_guards_on_every_thread<E: Exec>(cx: Cx<E>) {
         .map(|t| t.join().unwrap())
         .collect();
     let live: usize = (0..THREADS).sum();
-    assert_eq!(s.watchers(), live);
+    assert_eq!(s.report().remaining, live);
     let forced = s.force();
     assert_forced(&forced, live);
     let report = forced.report().unwrap();
@@ -853,11 +880,11 @@ async fn g4_forced_remaining_counts_guards_on_every_thread<E: Exec>(cx: Cx<E>) {
         let refused = thread::spawn(move || s.guard().map(drop)).join().unwrap();
         assert_eq!(refused, Err(Refused::Forced));
     }
-    assert_eq!(s.watchers(), live);
+    assert_eq!(s.report().remaining, live);
     assert_eq!(s.phase(), Phase::Forced);
     drop(held);
     assert_eq!(s.phase(), Phase::Done);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -887,7 +914,7 @@ async fn g5_graceful_once_on_first_poll_after_trigger<E: Exec>(cx: Cx<E>) {
         assert!(poll_now(&mut w).is_none());
     }
     assert_eq!(log.graceful(), 1, "asked exactly once");
-    assert_eq!(s.watchers(), 1);
+    assert_eq!(s.report().remaining, 1);
 
     log.finish();
     assert_eq!(poll_now(&mut w), Some(Ok(7)));
@@ -947,7 +974,7 @@ async fn g5_trigger_wakes_pending_watched_connections<E: Exec>(cx: Cx<E>) {
     for (_, _, _, polls) in &conns {
         eventually(&cx, "watched connection polled", || polls.load(SeqCst) > 0).await;
     }
-    assert_eq!(s.watchers(), 8);
+    assert_eq!(s.report().remaining, 8);
     let s2 = s.clone();
     thread::spawn(move || s2.trigger()).join().unwrap();
     for (id, join, log, _) in conns {
@@ -995,7 +1022,7 @@ async fn g6_leaked_guard_is_forced_remaining_at_sleep_deadline<E: Exec>(cx: Cx<E
         std::process::ExitCode::FAILURE
     );
     assert_eq!(s.phase(), Phase::Forced);
-    assert_eq!(s.watchers(), 1);
+    assert_eq!(s.report().remaining, 1);
     assert!(
         poll_now(&mut s.drained()).is_none(),
         "a leaked guard keeps it undrained"
@@ -1035,7 +1062,7 @@ async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
     assert_eq!(poll_now(&mut w), Some(Err(Stopped::Forced)));
     assert!(log.dropped());
     assert_eq!(log.graceful(), 0, "forced before a graceful request");
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 
     // Spawned on the executor, woken by the deadline's force.
     let s = Shutdown::new();
@@ -1074,7 +1101,7 @@ async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
     assert!(log.graceful() <= 1);
     assert!(log.watchers_at_drop.load(SeqCst) >= 1);
     s.drained().await;
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 }
 
 async fn g6_drain_until_reports_drained_before_deadline<E: Exec>(cx: Cx<E>) {
@@ -1189,7 +1216,7 @@ async fn g7_dropped_pending_watched_releases_after_destructor<E: Exec>(cx: Cx<E>
     drop(w);
     assert_eq!(log.watchers_at_drop.load(SeqCst), 1);
     assert!(waiter.await);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 }
 
 /// A future that panics when polled, holding a connection as a field (so the
@@ -1219,7 +1246,7 @@ async fn g7_panicking_tracked_future_released_after_destructor<E: Exec>(cx: Cx<E
     assert!(result.is_err(), "the panic reaches the joiner");
     assert!(waiter.await);
     assert_eq!(log.watchers_at_drop.load(SeqCst), 1);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 }
 
 #[cfg(panic = "unwind")]
@@ -1259,7 +1286,7 @@ async fn g7_guard_dropped_during_unwind_counts_down<E: Exec>(cx: Cx<E>) {
     );
     assert!(waiter.await);
     assert!(log.watchers_at_drop.load(SeqCst) >= 1);
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 }
 
 // ----------------------------------------------------------------------------
@@ -1351,7 +1378,7 @@ async fn g8_dropping_child_handles_does_not_trigger_the_child<E: Exec>(cx: Cx<E>
     assert_eq!(log.graceful(), 0, "the connection keeps serving");
     assert!(!log.dropped());
     assert_eq!(
-        parent.watchers(),
+        parent.report().remaining,
         2,
         "the child's guard and the connection count"
     );
@@ -1362,10 +1389,10 @@ async fn g8_dropping_child_handles_does_not_trigger_the_child<E: Exec>(cx: Cx<E>
     waiter.await;
     assert_eq!(watched.await, Ok(4));
     assert_eq!(log.graceful(), 1);
-    assert_eq!(parent.watchers(), 1);
+    assert_eq!(parent.report().remaining, 1);
     assert_eq!(parent.phase(), Phase::Draining, "the child's guard lives");
     drop(cg);
-    assert_eq!(parent.watchers(), 0);
+    assert_eq!(parent.report().remaining, 0);
     parent.drained().await;
 
     // A root still triggers on its last handle's drop, also while a child's
@@ -1455,9 +1482,9 @@ async fn g9_child_created_after_parent_triggered_or_forced<E: Exec>(cx: Cx<E>) {
     assert_eq!(child.guard().unwrap_err(), Refused::Drained);
     let grandchild = child.child();
     assert_eq!(grandchild.phase(), Phase::Done);
-    assert_eq!(parent.watchers(), 2);
+    assert_eq!(parent.report().remaining, 2);
     drop(ag);
-    assert_eq!(parent.watchers(), 1);
+    assert_eq!(parent.report().remaining, 1);
     assert_eq!(
         parent.phase(),
         Phase::Draining,
@@ -1487,7 +1514,7 @@ async fn g9_triggering_or_forcing_child_leaves_parent<E: Exec>(cx: Cx<E>) {
     assert!(child.trigger());
     child.drained().await;
     assert_eq!(parent.phase(), Phase::Running);
-    assert_eq!(parent.watchers(), 0);
+    assert_eq!(parent.report().remaining, 0);
 
     let child = parent.child();
     let cg = child.guard().unwrap();
@@ -1498,9 +1525,9 @@ async fn g9_triggering_or_forcing_child_leaves_parent<E: Exec>(cx: Cx<E>) {
     assert_eq!(parent.phase(), Phase::Running, "forcing a child");
     assert!(parent.is_ready());
     assert!(parent.guard().is_ok(), "the parent still admits work");
-    assert_eq!(parent.watchers(), 1);
+    assert_eq!(parent.report().remaining, 1);
     drop(cg);
-    assert_eq!(parent.watchers(), 0);
+    assert_eq!(parent.report().remaining, 0);
     assert_eq!(parent.phase(), Phase::Running);
     assert!(parent.trigger());
     assert_eq!(parent.phase(), Phase::Done);
@@ -1521,7 +1548,7 @@ async fn g9_parent_drains_only_after_child<E: Exec>(cx: Cx<E>) {
     });
     parent.trigger();
     assert_eq!(parent.phase(), Phase::Draining);
-    assert_eq!(parent.watchers(), 1);
+    assert_eq!(parent.report().remaining, 1);
     assert!(poll_now(&mut parent.drained()).is_none());
     drop(cg);
     assert!(waiter.await, "the parent drained before its child");
@@ -1540,10 +1567,10 @@ async fn g9_child_created_after_parent_drained<E: Exec>(cx: Cx<E>) {
         child.watch(Conn::new(1).0).await,
         Err(Stopped::Refused(Refused::Drained))
     );
-    assert_eq!(parent.watchers(), 0);
+    assert_eq!(parent.report().remaining, 0);
     assert_eq!(parent.phase(), Phase::Done);
     drop(child);
-    assert_eq!(parent.watchers(), 0);
+    assert_eq!(parent.report().remaining, 0);
     parent.drained().await;
 }
 
@@ -1568,7 +1595,11 @@ async fn g9_nested_scopes_drain_inside_out<E: Exec>(cx: Cx<E>) {
         (Phase::Draining, Phase::Draining)
     );
     assert_eq!(
-        (root.watchers(), mid.watchers(), leaf.watchers()),
+        (
+            root.report().remaining,
+            mid.report().remaining,
+            leaf.report().remaining
+        ),
         (1, 1, 1)
     );
     assert_eq!(
@@ -1598,7 +1629,7 @@ async fn until_trigger_resolves_none_and_drops_inner<E: Exec>(cx: Cx<E>) {
         polls: polls.clone(),
     });
     eventually(&cx, "until polled", || polls.load(SeqCst) > 0).await;
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
     s.trigger();
     assert_eq!(s.phase(), Phase::Done, "the drain does not wait for it");
     assert_eq!(join.await, None);
@@ -1689,7 +1720,7 @@ async fn g9_hundred_thousand_nested_scopes_need_no_recursion<E: Exec>(cx: Cx<E>)
         let scopes = chain(&root);
         let deepest = scopes.last().unwrap();
         let guard = deepest.guard().unwrap().with_label("deepest");
-        assert_eq!(root.watchers(), 1);
+        assert_eq!(root.report().remaining, 1);
         assert!(root.trigger());
         assert_eq!(
             deepest.phase(),
@@ -1708,7 +1739,7 @@ async fn g9_hundred_thousand_nested_scopes_need_no_recursion<E: Exec>(cx: Cx<E>)
         let root = Shutdown::new();
         drop(chain(&root));
         assert_eq!(root.phase(), Phase::Running);
-        assert_eq!(root.watchers(), 0);
+        assert_eq!(root.report().remaining, 0);
         assert!(root.trigger());
         assert_eq!(
             root.phase(),

@@ -16,7 +16,7 @@ fn guards_outlive_every_handle() {
         (guard, shutdown.triggered(), shutdown.drained())
     };
     // The last handle is gone: the coordinator is triggered, the guard still counts
-    // (no handle is left to ask `watchers()`: the drained waiter tells).
+    // (no handle is left to ask `report().remaining`: the drained waiter tells).
     assert_eq!(block_on(poll_once(&mut triggered)), Some(()));
     assert_eq!(block_on(poll_once(&mut drained)), None, "the guard counts");
     let clone = guard.clone();
@@ -46,9 +46,9 @@ fn a_coordinator_reused_across_idle_periods_stays_consistent() {
     let shutdown = Shutdown::new();
     for _ in 0..100 {
         let g = shutdown.guard().unwrap();
-        assert_eq!(shutdown.watchers(), 1);
+        assert_eq!(shutdown.report().remaining, 1);
         drop(g);
-        assert_eq!(shutdown.watchers(), 0);
+        assert_eq!(shutdown.report().remaining, 0);
     }
     let last = shutdown.guard().unwrap();
     shutdown.trigger();

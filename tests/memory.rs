@@ -88,17 +88,25 @@ fn g11_guard_acquire_and_release_allocate_nothing() {
         let g = s.guard().unwrap();
         let g2 = g.clone();
         allocated += allocs() - before;
-        assert_eq!(s.watchers(), 2, "two guards (the child scope is not one)");
+        assert_eq!(
+            s.report().remaining,
+            2,
+            "two guards (the child scope is not one)"
+        );
         let before = allocs();
         drop(g);
         drop(g2);
         let cg = child.guard().unwrap();
         allocated += allocs() - before;
-        assert_eq!(s.watchers(), 1, "the child's guard counts in its parent");
+        assert_eq!(
+            s.report().remaining,
+            1,
+            "the child's guard counts in its parent"
+        );
         let before = allocs();
         drop(cg);
         allocated += allocs() - before;
-        assert_eq!(s.watchers(), 0);
+        assert_eq!(s.report().remaining, 0);
     }
     assert_eq!(allocated, 0, "guard acquire/clone/release allocated");
 

@@ -196,3 +196,42 @@ fn background_work_stops_at_the_trigger_and_the_drain_waits_for_its_flush() {
         );
     });
 }
+
+/// The live report, at any time (not only at a force): the count of every watcher
+/// in the coordinator and its scopes, and the labelled ones with their ages, oldest
+/// first; a watcher that finished is gone from it.
+#[test]
+fn the_live_report_lists_labelled_watchers_oldest_first() {
+    let shutdown = Shutdown::new();
+    let scope = shutdown.child();
+    let first = shutdown.guard().unwrap().with_label("first");
+    std::thread::sleep(Duration::from_millis(20));
+    let second = scope.track(future::pending::<()>()).with_label("second");
+    std::thread::sleep(Duration::from_millis(20));
+    let _third = scope.guard().unwrap().with_label("third");
+    let _plain = shutdown.guard().unwrap();
+
+    let report = shutdown.report();
+    assert_eq!(report.remaining, 4);
+    let labels: Vec<&str> = report.stragglers.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["first", "second", "third"], "oldest first");
+    assert_eq!(report.stragglers[1].kind, WatcherKind::Task);
+    assert!(report.stragglers[0].age > report.stragglers[2].age);
+    assert_eq!(report.unlabelled(), 1);
+    assert_eq!(
+        shutdown.phase(),
+        Phase::Running,
+        "reporting changes nothing"
+    );
+
+    drop((first, second));
+    let report = shutdown.report();
+    assert_eq!(report.remaining, 2);
+    let labels: Vec<&str> = report.stragglers.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["third"]);
+    assert_eq!(
+        scope.report().remaining,
+        1,
+        "a scope's report is its own subtree"
+    );
+}

@@ -351,7 +351,7 @@ fn connection_limit_admits_as_capacity_frees<H: Harness>() {
         }
     }
     assert_eq!(served, [0, 1, 2], "only the first three may be served");
-    assert_eq!(shutdown.watchers(), 3);
+    assert_eq!(shutdown.report().remaining, 3);
 
     // Free one slot: exactly one waiting client is admitted, the oldest (the
     // kernel's accept queue is FIFO).
@@ -366,7 +366,7 @@ fn connection_limit_admits_as_capacity_frees<H: Harness>() {
             "admitted past the limit"
         );
     }
-    assert_eq!(shutdown.watchers(), 3);
+    assert_eq!(shutdown.report().remaining, 3);
 
     // Shutdown: idle served connections close, queued ones are never served.
     let outcome = finish(&shutdown, &done).unwrap();
@@ -628,14 +628,18 @@ fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
     while Arc::strong_count(&held) < 5 && start.elapsed() < HANG {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(Arc::strong_count(&held), 5, "the request never reached its handler");
     assert_eq!(
-        app.watchers(),
+        Arc::strong_count(&held),
+        5,
+        "the request never reached its handler"
+    );
+    assert_eq!(
+        app.report().remaining,
         1,
         "the server's connection counts in the app"
     );
     assert_eq!(
-        shutdown.watchers(),
+        shutdown.report().remaining,
         1,
         "the handle is the server's own scope"
     );
@@ -727,12 +731,12 @@ fn the_drain_gets_what_is_left_of_the_grace_period() {
         let serving = tokio::spawn(server.serve(|io, _| Stuck(io)));
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         for _ in 0..6000 {
-            if shutdown.watchers() == 1 {
+            if shutdown.report().remaining == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(shutdown.watchers(), 1);
+        assert_eq!(shutdown.report().remaining, 1);
         shutdown.announce();
         tokio::time::timeout(HANG, serving)
             .await

@@ -215,7 +215,7 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
                         assert!(is_triggered(&sd), "a resolved waiter saw no trigger");
                         if drained {
                             shared.drained_seen[usize::from(s != 0)].fetch_add(1, SeqCst);
-                            assert_eq!(sd.watchers(), 0, "drained with watchers");
+                            assert_eq!(sd.report().remaining, 0, "drained with watchers");
                             assert_eq!(sd.phase(), Phase::Done);
                             assert!(!local.holds_on(s), "drained while this thread holds it");
                             if s == 0 {
@@ -322,8 +322,8 @@ fn threads_doing_random_operations() {
         let shared = shared.clone();
         move || {
             format!(
-                "TEST_SEED={seed}: root watchers()={} phase={}",
-                shared.root.watchers(),
+                "TEST_SEED={seed}: root report().remaining={} phase={}",
+                shared.root.report().remaining,
                 shared.root.phase(),
             )
         }
@@ -373,7 +373,7 @@ fn threads_doing_random_operations() {
         Some(_) => assert!(wins <= 1, "{wins} trigger() calls returned true"),
     }
     assert_eq!(root.phase(), Phase::Done);
-    assert_eq!(root.watchers(), 0);
+    assert_eq!(root.report().remaining, 0);
     assert_eq!(poll_now(&mut root.drained()), Some(()));
     let forced = force_at.is_some();
     let refusal = if forced {
@@ -384,7 +384,7 @@ fn threads_doing_random_operations() {
     assert_eq!(root.guard().err(), Some(refusal));
     for (i, child) in shared.children.lock().unwrap().iter().enumerate() {
         assert_eq!(child.phase(), Phase::Done, "child {i}");
-        assert_eq!(child.watchers(), 0, "child {i}");
+        assert_eq!(child.report().remaining, 0, "child {i}");
         // Only the root's force forces children here.
         assert_eq!(child.guard().err(), Some(refusal), "child {i}");
     }
@@ -835,17 +835,17 @@ fn apply(m: &mut Model, r: &mut Real, op: &Op) -> Result<(), TestCaseError> {
 fn check(m: &Model, r: &mut Real) -> Result<(), TestCaseError> {
     prop_assert_eq!(r.root.phase(), m.phase());
     prop_assert_eq!(r.root.is_ready(), !m.phases.announced);
-    prop_assert_eq!(r.root.watchers(), m.count());
+    prop_assert_eq!(r.root.report().remaining, m.count());
     // A probe guard, dropped at once: it leaves the count as it was.
     prop_assert_eq!(r.root.guard().err(), m.refusal());
-    prop_assert_eq!(r.root.watchers(), m.count());
+    prop_assert_eq!(r.root.report().remaining, m.count());
     let expect = |b: bool| b.then_some(());
     for (i, (rc, mc)) in r.children.iter_mut().zip(&m.children).enumerate() {
         prop_assert_eq!(rc.guards.len(), mc.guards, "child {}", i);
         if let Some(h) = &rc.handle {
             prop_assert_eq!(h.phase(), mc.phases.phase(mc.guards), "child {}", i);
             prop_assert_eq!(h.is_ready(), !mc.phases.announced, "child {}", i);
-            prop_assert_eq!(h.watchers(), mc.guards, "child {}", i);
+            prop_assert_eq!(h.report().remaining, mc.guards, "child {}", i);
             prop_assert_eq!(h.guard().err(), mc.phases.refusal(mc.guards), "child {}", i);
         }
         if let Some((triggered, drained)) = &mut rc.waits {
@@ -899,7 +899,7 @@ proptest! {
             c.guards.clear();
         }
         prop_assert_eq!(r.root.phase(), Phase::Done);
-        prop_assert_eq!(r.root.watchers(), 0);
+        prop_assert_eq!(r.root.report().remaining, 0);
         for (i, c) in r.children.iter_mut().enumerate() {
             if let Some(h) = &c.handle {
                 prop_assert_eq!(h.phase(), Phase::Done, "child {}", i);

@@ -132,7 +132,7 @@ fn graceful_close_is_asked_once_and_the_drain_completes() {
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
     assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
     assert_eq!(shutdown.phase(), Phase::Done);
-    assert_eq!(shutdown.watchers(), 0);
+    assert_eq!(shutdown.report().remaining, 0);
     // Refused as drained, not as forced: it was never forced.
     assert_eq!(shutdown.guard().map(drop), Err(Refused::Drained));
 }
@@ -174,7 +174,7 @@ fn tracked_work_is_waited_for() {
         None,
         "job still running"
     );
-    assert_eq!(shutdown.watchers(), 1);
+    assert_eq!(shutdown.report().remaining, 1);
     drop(release);
 
     assert_eq!(block_on(drain), Outcome::Drained);
@@ -220,7 +220,7 @@ fn a_leaked_guard_is_reported_as_remaining() {
 
     assert_eq!(outcome.remaining(), 1);
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
-    assert_eq!(shutdown.watchers(), 1);
+    assert_eq!(shutdown.report().remaining, 1);
     assert_eq!(
         shutdown.phase(),
         Phase::Forced,
@@ -242,7 +242,7 @@ fn an_earlier_force_reports_the_watchers_alive_at_that_force() {
     assert_eq!(forced.remaining(), 1);
     // The forced connection is gone before the drain is even polled.
     assert_eq!(conn.recv_timeout(HANG), Ok(Err(Stopped::Forced)));
-    assert_eq!(shutdown.watchers(), 0);
+    assert_eq!(shutdown.report().remaining, 0);
     let outcome = block_on(shutdown.drain_until(future::pending::<()>()));
 
     assert_eq!(outcome, forced, "the report taken at the force");
@@ -361,7 +361,7 @@ fn server_on_a_polled_std_listener_drains_its_connections() {
         })
         .collect();
     // Both connections are served (and so watched) now.
-    assert_eq!(shutdown.watchers(), 2);
+    assert_eq!(shutdown.report().remaining, 2);
 
     assert!(shutdown.trigger());
     for client in &mut clients {

@@ -149,12 +149,16 @@ fn shutdown_progress_is_reported_as_events() {
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let peer = client.local_addr().unwrap();
         for _ in 0..6000 {
-            if shutdown.watchers() == 1 {
+            if shutdown.report().remaining == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(shutdown.watchers(), 1, "the connection was never watched");
+        assert_eq!(
+            shutdown.report().remaining,
+            1,
+            "the connection was never watched"
+        );
         signal.send(Signal::Terminate).unwrap();
         let outcome = tokio::time::timeout(Duration::from_secs(60), serving)
             .await
@@ -177,6 +181,11 @@ fn shutdown_progress_is_reported_as_events() {
         "{messages:#?}"
     );
     assert!(has("draining: 1 still in flight"), "{messages:#?}");
+    // The progress names the oldest labelled watchers: the stuck connection.
+    assert!(
+        has(&format!("still in flight; oldest: connection {peer} for")),
+        "{messages:#?}"
+    );
     assert!(
         has(&format!("forced: connection {peer} for")),
         "{messages:#?}"

@@ -122,7 +122,7 @@ async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response
         };
     }
     if path == "/stats" {
-        let watchers = app.shutdown.as_ref().map_or(0, Shutdown::watchers);
+        let watchers = app.shutdown.as_ref().map_or(0, |s| s.report().remaining);
         let slow = app.slow.load(Ordering::SeqCst);
         return text(StatusCode::OK, format!("watchers={watchers} slow={slow}\n"));
     }

@@ -65,7 +65,7 @@ fn g3_last_guard_drop_vs_trigger_vs_drained_waiter() {
         });
         block_on(s.drained());
         assert_eq!(s.phase(), Phase::Done);
-        assert_eq!(s.watchers(), 0);
+        assert_eq!(s.report().remaining, 0);
         dropper.join().unwrap();
         trigger.join().unwrap();
     });
@@ -114,7 +114,7 @@ fn g2_new_guard_vs_final_drop() {
                 "drained observed while a handed-out guard was alive"
             );
         }
-        assert_eq!(s.watchers(), 0);
+        assert_eq!(s.report().remaining, 0);
     });
 }
 
@@ -188,7 +188,7 @@ fn g9_child_creation_vs_parent_trigger() {
             );
         }
         assert_eq!(parent.phase(), Phase::Done);
-        assert_eq!(parent.watchers(), 0);
+        assert_eq!(parent.report().remaining, 0);
     });
 }
 
@@ -272,7 +272,7 @@ fn g2_shard_arrival_vs_trigger() {
         if taker.join().unwrap() {
             assert!(released_at_drain, "drained while a sharded guard was alive");
         }
-        assert_eq!(s.watchers(), 0);
+        assert_eq!(s.report().remaining, 0);
         assert_eq!(s.phase(), Phase::Done);
     });
 }
@@ -303,7 +303,7 @@ fn g2_two_shards_release_vs_trigger() {
         let took = taker.join().unwrap();
         dropper.join().unwrap();
         assert_eq!(at_drain, (true, took), "drained while a guard was alive");
-        assert_eq!(s.watchers(), 0);
+        assert_eq!(s.report().remaining, 0);
     });
 }
 
@@ -324,7 +324,7 @@ fn g1_force_vs_trigger_closing_shards() {
         assert_eq!(s.guard().unwrap_err(), Refused::Forced);
         trigger.join().unwrap();
         block_on(s.drained());
-        assert_eq!(s.watchers(), 0);
+        assert_eq!(s.report().remaining, 0);
     });
 }
 
@@ -346,7 +346,7 @@ fn clone_on_another_thread(
                 drop(s.guard().expect("not drained while `g` lives"));
             }
             let clone = g.clone();
-            assert!(s.watchers() >= 1);
+            assert!(s.report().remaining >= 1);
             drop(g);
             released.store(true, Ordering::Release);
             drop(clone);
@@ -364,7 +364,7 @@ fn drained_after_clone(s: &Shutdown, cloner: thread::JoinHandle<()>, released: &
         "drained while a cloned guard was alive"
     );
     cloner.join().unwrap();
-    assert_eq!(s.watchers(), 0);
+    assert_eq!(s.report().remaining, 0);
 }
 
 /// (j) A guard cloned on another thread (counting on the original's shard) while
@@ -425,7 +425,7 @@ fn g9_child_freed_vs_parent_trigger() {
             "parent drained while its child's guard was alive"
         );
         dropper.join().unwrap();
-        assert_eq!(parent.watchers(), 0);
+        assert_eq!(parent.report().remaining, 0);
     });
 }
 

@@ -30,7 +30,7 @@ use self::core::{Core, CoreRef};
 use self::guard::Guard;
 use self::outcome::{Outcome, Refused};
 use self::phase::Phase;
-use self::report::WatcherKind;
+use self::report::{Report, WatcherKind};
 use self::shard::{Count, Shards, shards_per_root};
 use self::state::{ANNOUNCED, TRIGGERED};
 use self::until::Until;
@@ -88,7 +88,7 @@ impl Shutdown {
     /// The child is announced, triggered and forced whenever `self` is, also when
     /// `self` already was at this call; triggering or forcing the child does not
     /// affect `self`. `self` drains only after the child did, and its
-    /// [`watchers`](Shutdown::watchers) and reports include the child's (the scope
+    /// [`report`](Shutdown::report) includes the child's watchers (the scope
     /// itself is not a watcher). Dropping the child's last handle does not trigger
     /// it. A child has no shards: its guards count on one word, which suits the
     /// per-request or per-connection scopes children usually are.
@@ -143,11 +143,22 @@ impl Shutdown {
         self.phase() == Phase::Running
     }
 
-    /// The number of live watchers in this coordinator and its child scopes:
-    /// guards, watched connections and tracked futures. Exact whenever no watcher is
-    /// being created or dropped concurrently.
-    pub fn watchers(&self) -> usize {
-        Core::subtree_watchers(&self.core, self.shards.as_deref())
+    /// What runs now in this coordinator and its child scopes, at any time: the
+    /// number of live watchers (guards, watched connections and tracked futures;
+    /// exact whenever none is being created or dropped concurrently), and each
+    /// labelled one with its age, oldest first. It takes each scope's lock of
+    /// labelled watchers for a moment.
+    ///
+    /// ```
+    /// let shutdown = wind_down::Shutdown::new();
+    /// let _export = shutdown.guard().unwrap().with_label("nightly export");
+    /// let _plain = shutdown.guard().unwrap();
+    /// let report = shutdown.report();
+    /// assert_eq!(report.remaining, 2);
+    /// assert_eq!(report.stragglers[0].label, "nightly export");
+    /// ```
+    pub fn report(&self) -> Report {
+        Core::report(&self.core, self.shards.as_deref())
     }
 
     /// Resolves once shutdown is announced or triggered (at once if it already is).
@@ -286,7 +297,7 @@ impl fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shutdown")
             .field("phase", &self.phase())
-            .field("watchers", &self.watchers())
+            .field("watchers", &self.report().remaining)
             .finish()
     }
 }

@@ -96,14 +96,23 @@ impl Core {
     pub(crate) fn force(this: &CoreRef, shards: Option<&Shards>) -> Outcome {
         // The report comes first, stored in each scope before its FORCED bit is
         // set; then the bits, with a fresh walk that also reaches new scopes.
-        let report = Core::snapshot(this, shards);
+        let report = Core::fold_reports(this, shards, Core::store_forced_report);
         Core::raise(this, ANNOUNCED | TRIGGERED | FORCED, shards);
         Outcome::from_report(report)
     }
 
-    /// What runs in `this`'s subtree now; each scope not yet forced keeps its own
-    /// subtree's part as its forced report.
-    fn snapshot(this: &CoreRef, shards: Option<&Shards>) -> Report {
+    /// What runs in `this`'s subtree now (plus `shards`, the root's).
+    pub(crate) fn report(this: &CoreRef, shards: Option<&Shards>) -> Report {
+        Core::fold_reports(this, shards, |_, _| {})
+    }
+
+    /// What runs in `this`'s subtree now; `each` sees every scope with its own
+    /// subtree's report, children before parents.
+    fn fold_reports(
+        this: &CoreRef,
+        shards: Option<&Shards>,
+        mut each: impl FnMut(&Core, &Report),
+    ) -> Report {
         // Pre-order: every scope comes after its parent, so the reverse order
         // folds each subtree into its parent once it is complete.
         let mut nodes: Vec<(CoreRef, Option<usize>, Report)> = Vec::new();
@@ -123,14 +132,14 @@ impl Core {
         }
         for index in (1..nodes.len()).rev() {
             let part = std::mem::take(&mut nodes[index].2);
-            nodes[index].0.store_forced_report(&part);
+            each(&nodes[index].0, &part);
             if let Some(parent) = nodes[index].1 {
                 nodes[parent].2.absorb(part);
             }
         }
         let (core, _, mut report) = nodes.swap_remove(0);
         report.sort();
-        core.store_forced_report(&report);
+        each(&core, &report);
         report
     }
 
@@ -149,18 +158,6 @@ impl Core {
             return Outcome::Drained;
         }
         Outcome::from_report(lock(&self.forced_report).clone().unwrap_or_default())
-    }
-
-    /// The watchers counted in `this`'s subtree (plus `shards`, the root's).
-    pub(crate) fn subtree_watchers(this: &CoreRef, shards: Option<&Shards>) -> usize {
-        let mut total = shards.map_or(0, Shards::count);
-        let mut stack = vec![this.clone()];
-        // Bounded by the number of scopes.
-        while let Some(core) = stack.pop() {
-            total += watchers(core.word()) as usize;
-            core.children_into(&mut stack);
-        }
-        total
     }
 
     /// Pushes this scope's live children.

@@ -16,7 +16,7 @@ pub(crate) async fn drain<R: Runtime>(
 ) -> Outcome {
     log::info!(
         "stopped accepting; draining {} watchers",
-        shutdown.watchers()
+        shutdown.report().remaining
     );
     let drain = shutdown.drain_until(runtime.sleep(deadline));
     #[cfg(feature = "tracing")]
@@ -24,7 +24,12 @@ pub(crate) async fn drain<R: Runtime>(
         // Progress while draining, once a second; ends with the drain.
         for _ in 0..u64::MAX {
             runtime.sleep(Duration::from_secs(1)).await;
-            log::info!("draining: {} still in flight", shutdown.watchers());
+            let report = shutdown.report();
+            log::info!(
+                "draining: {} still in flight{}",
+                report.remaining,
+                oldest(&report)
+            );
         }
         std::future::pending().await
     });
@@ -37,4 +42,20 @@ pub(crate) async fn drain<R: Runtime>(
     }
     log::info!("shutdown {outcome}");
     outcome
+}
+
+/// The five oldest labelled watchers of `report`, for the progress events.
+#[cfg(feature = "tracing")]
+fn oldest(report: &crate::coordinator::report::Report) -> String {
+    let named: Vec<String> = report
+        .stragglers
+        .iter()
+        .take(5)
+        .map(|s| s.to_string())
+        .collect();
+    if named.is_empty() {
+        String::new()
+    } else {
+        format!("; oldest: {}", named.join(", "))
+    }
 }

@@ -266,8 +266,8 @@ impl Probe {
         for (name, sd) in &s.scopes {
             let _ = writeln!(
                 out,
-                "  {name}: watchers()={} phase={}",
-                sd.watchers(),
+                "  {name}: remaining={} phase={}",
+                sd.report().remaining,
                 sd.phase()
             );
         }
@@ -439,7 +439,7 @@ pub struct ConnLog {
     pub graceful_at_first_poll: AtomicUsize,
     /// Set by the destructor.
     pub dropped: AtomicBool,
-    /// `watchers()` of the observed coordinator, read in the destructor.
+    /// `report().remaining` of the observed coordinator, read in the destructor.
     pub watchers_at_drop: AtomicUsize,
     finish: AtomicBool,
     waker: Mutex<Option<Waker>>,
@@ -495,7 +495,7 @@ impl Conn {
         self
     }
 
-    /// Records `shutdown.watchers()` in the destructor.
+    /// Records `shutdown.report().remaining` in the destructor.
     pub fn observe(mut self, shutdown: &Shutdown) -> Self {
         self.observer = Some(shutdown.clone());
         self
@@ -528,7 +528,9 @@ impl GracefulConnection for Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(sd) = &self.observer {
-            self.log.watchers_at_drop.store(sd.watchers(), SeqCst);
+            self.log
+                .watchers_at_drop
+                .store(sd.report().remaining, SeqCst);
         }
         self.log.dropped.store(true, SeqCst);
     }
