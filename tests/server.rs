@@ -75,6 +75,8 @@ struct Options {
     errors: Option<Reported>,
     /// The application's coordinator: the server runs in a child scope of it.
     parent: Option<Shutdown>,
+    /// A bound listener for `Server::health`, if set.
+    health: Option<std::net::TcpListener>,
 }
 
 /// Holds its `Arc` through a slow destructor (50 ms): a request cut short at a
@@ -117,6 +119,7 @@ impl Default for Options {
             held: None,
             errors: None,
             parent: None,
+            health: None,
         }
     }
 }
@@ -127,6 +130,7 @@ type Done = mpsc::Receiver<Result<Outcome, ServeError>>;
 async fn serve<R, L>(
     runtime: R,
     listener: L,
+    health: Option<L>,
     opts: Options,
     started: mpsc::Sender<(SocketAddr, Shutdown)>,
 ) -> Result<Outcome, ServeError>
@@ -145,6 +149,12 @@ where
         Some(parent) => Server::with_shutdown(runtime.clone(), listener, parent.child()),
     }
     .grace_period(opts.deadline);
+    if let Some(health) = health {
+        server = server.health(Faulty {
+            inner: health,
+            faults: Faults::default(),
+        });
+    }
     if let Some(limit) = opts.limit {
         server = server.max_connections(limit);
     }
@@ -227,7 +237,12 @@ impl Harness for OnTokio {
                 .unwrap();
             rt.block_on(async {
                 let listener = wind_down::tokio::listener_from_std(bind()).unwrap();
-                serve(wind_down::tokio::Tokio::current(), listener, opts, started).await
+                let health = opts
+                    .health
+                    .as_ref()
+                    .map(|l| wind_down::tokio::listener_from_std(l.try_clone().unwrap()).unwrap());
+                let runtime = wind_down::tokio::Tokio::current();
+                serve(runtime, listener, health, opts, started).await
             })
         })
     }
@@ -248,13 +263,12 @@ impl Harness for OnSmol {
             };
             let result = smol::block_on(ex.run(async {
                 let listener = wind_down::smol::listener_from_std(bind()).unwrap();
-                serve(
-                    wind_down::smol::Smol::new(ex.clone()),
-                    listener,
-                    opts,
-                    started,
-                )
-                .await
+                let health = opts
+                    .health
+                    .as_ref()
+                    .map(|l| wind_down::smol::listener_from_std(l.try_clone().unwrap()).unwrap());
+                let runtime = wind_down::smol::Smol::new(ex.clone());
+                serve(runtime, listener, health, opts, started).await
             }));
             drop(stop);
             let _ = worker.join();
@@ -287,6 +301,7 @@ per_runtime!(
     serve_returns_only_when_every_connection_let_go,
     connection_errors_reach_the_callback,
     server_in_a_child_scope_stops_with_its_parent,
+    health_listener_answers_through_the_drain_and_closes_after,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -758,4 +773,86 @@ fn the_drain_gets_what_is_left_of_the_grace_period() {
         asked[1] <= Duration::from_millis(1200),
         "the drain was given more than what is left of the grace period: {asked:?}"
     );
+}
+
+/// One request on a new connection to `addr`: the status code and the body, or
+/// `None` if the connection is refused.
+fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut c = TcpStream::connect(addr).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+    c.write_all(request.as_bytes()).ok()?;
+    c.set_read_timeout(Some(HANG)).unwrap();
+    let mut response = String::new();
+    c.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?.to_string();
+    Some((status, body))
+}
+
+/// The health listener: readiness 200 while serving; during the drain (the main
+/// listener closed, a request still in flight) readiness 503 and liveness 200 on
+/// the health address; it closes when the drain ends.
+fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
+    let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let health_addr = health.local_addr().unwrap();
+    let held = Arc::new(());
+    let (addr, shutdown, done) = H::start(Options {
+        health: Some(health),
+        held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
+        ..Options::default()
+    });
+    assert_eq!(probe(health_addr, "/ready"), Some((200, "ready\n".into())));
+    assert_eq!(probe(health_addr, "/live"), Some((200, "live\n".into())));
+    // A request in flight keeps the drain going while the probes run.
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /slow/3000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    while Arc::strong_count(&held) < 5 && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        Arc::strong_count(&held),
+        5,
+        "the request never reached its handler"
+    );
+    shutdown.trigger();
+    let start = std::time::Instant::now();
+    while TcpStream::connect(addr).is_ok() && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the main listener is still open"
+    );
+    assert_eq!(
+        shutdown.phase(),
+        Phase::Draining,
+        "the slow request is in flight"
+    );
+    assert_eq!(
+        probe(health_addr, "/ready"),
+        Some((503, "draining\n".into()))
+    );
+    assert_eq!(probe(health_addr, "/live"), Some((200, "live\n".into())));
+    // An idle connection to the health address stays open: it is not in-flight
+    // work of the server, whose count settles at the one slow request.
+    let idle_probe = TcpStream::connect(health_addr).unwrap();
+    let start = std::time::Instant::now();
+    while shutdown.report().remaining != 1 && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(shutdown.report().remaining, 1, "health connections counted");
+    drop(idle_probe);
+    let outcome = done.recv_timeout(HANG).expect("serve did not return");
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
+    assert_eq!(
+        probe(health_addr, "/live"),
+        None,
+        "the health listener outlived the drain"
+    );
+    let mut response = String::new();
+    c.set_read_timeout(Some(HANG)).unwrap();
+    let _ = c.read_to_string(&mut response);
+    assert!(response.ends_with("slow 3000\n"), "{response:?}");
 }

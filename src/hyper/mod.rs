@@ -34,12 +34,16 @@ use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
 mod builder;
+#[cfg(feature = "http1")]
+mod health;
 mod reported;
 mod tower;
 
 use hyper_util::service::TowerToHyperServiceFuture;
 
 pub use self::builder::{ConnExec, Http};
+#[cfg(feature = "http1")]
+use self::health::alongside;
 use self::reported::Reported;
 use self::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
@@ -101,8 +105,9 @@ where
     }
 
     /// Like [`serve_http`](Server::serve_http), with a builder you configured.
+    #[cfg_attr(not(feature = "http1"), allow(unused_mut))]
     pub async fn serve_http_with<S, B>(
-        self,
+        mut self,
         http: Http<R::Executor>,
         service: S,
     ) -> Result<Outcome, ServeError>
@@ -116,11 +121,16 @@ where
         R::Executor: ConnExec<S::Future, B>,
     {
         let hook = self.connection_error_hook();
-        self.serve(move |io: L::Io, peer| {
+        #[cfg(feature = "http1")]
+        let (runtime, health, shutdown) =
+            (self.runtime().clone(), self.health.take(), self.shutdown());
+        let main = self.serve(move |io: L::Io, peer| {
             let conn = http.serve_connection(io.into_hyper_io(), service.clone());
             Reported::new(conn, peer, hook.clone())
-        })
-        .await
+        });
+        #[cfg(feature = "http1")]
+        let main = alongside(main, &runtime, health, shutdown);
+        main.await
     }
 
     /// Serves a tower make-service, as `axum::serve` does: for each connection,
@@ -147,7 +157,8 @@ where
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn serve_tower<M, S, B>(self, make: M) -> Result<Outcome, ServeError>
+    #[cfg_attr(not(feature = "http1"), allow(unused_mut))]
+    pub async fn serve_tower<M, S, B>(mut self, make: M) -> Result<Outcome, ServeError>
     where
         M: tower_service::Service<L::Addr, Response = S> + Clone + Send + 'static,
         M::Future: Send + 'static,
@@ -165,12 +176,17 @@ where
     {
         let http = Http::new(self.runtime());
         let hook = self.connection_error_hook();
-        self.serve(move |io: L::Io, peer: L::Addr| {
+        #[cfg(feature = "http1")]
+        let (runtime, health, shutdown) =
+            (self.runtime().clone(), self.health.take(), self.shutdown());
+        let main = self.serve(move |io: L::Io, peer: L::Addr| {
             let conn =
                 TowerConnection::new(make.clone(), peer.clone(), io.into_hyper_io(), http.clone());
             Reported::new(conn, peer, hook.clone())
-        })
-        .await
+        });
+        #[cfg(feature = "http1")]
+        let main = alongside(main, &runtime, health, shutdown);
+        main.await
     }
 }
 

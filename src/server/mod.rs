@@ -72,6 +72,9 @@ pub struct Server<R, L: Listener> {
     signals: Option<SignalTask>,
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
+    /// The health listener of the HTTP layer (`Server::health`).
+    #[cfg(feature = "http1")]
+    pub(crate) health: Option<L>,
 }
 
 /// The callback of [`Server::on_connection_error`].
@@ -104,6 +107,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             drain_delay: Duration::ZERO,
             signals: None,
             on_connection_error: None,
+            #[cfg(feature = "http1")]
+            health: None,
         }
     }
 
