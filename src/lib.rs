@@ -26,8 +26,10 @@
 //!    period for the whole shutdown, and signals through a [`SignalSource`].
 //! 3. **The runtime adapters**, features `tokio` and `smol`: runtime, listeners and
 //!    signals for each.
-//! 4. **The HTTP layer**, feature `hyper`: hyper 1.x connections and
-//!    `Server::serve_http` on both runtimes.
+//! 4. **The HTTP layer**, feature `hyper` (or `http1` or `http2` alone): hyper 1.x
+//!    connections, `Server::serve_http` for hyper services, `Server::serve_tower`
+//!    for tower make-services (axum), connection errors reported, and a health
+//!    listener (`Server::health`), on both runtimes.
 //!
 //! Coming from hyper-util, tokio-util, swansong, tokio-graceful or axum? The
 //! [`migrating`] module maps their calls to these.
@@ -131,11 +133,11 @@
 //!     forced report) is done before any waker runs. A waker that panics does not
 //!     keep other waiters from being woken; its panic is resumed to the caller
 //!     afterwards.
-//! 11. **Cheap guards, no unsafe code.** A [`Guard`] is 16 bytes; taking and
+//! 11. **Cheap guards, all safe code.** A [`Guard`] is 16 bytes; taking and
 //!     releasing one is one atomic operation on the calling thread's shard of the
 //!     count plus the shard's `Arc` reference count, both on cache lines of that
 //!     shard alone: no allocation, no lock, no contention between threads. The crate
-//!     is `#![forbid(unsafe_code)]`.
+//!     forbids code that the compiler cannot check for memory safety.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -20,7 +20,7 @@ use super::phase::Phase;
 use super::report::{Registry, Report, WatcherKind};
 use super::state::{FORCED, HOLD, TRIGGERED, WATCHER, check_overflow, is_drained};
 use super::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, Shared, lock, shared};
-use super::wake::Wakes;
+use super::wake::{PhaseEvents, Wakes};
 
 /// No key in the parent's children slab yet.
 pub(super) const NO_KEY: usize = usize::MAX;
@@ -54,6 +54,12 @@ impl CoreRef {
         let arc = Arc::clone(&self.0);
         drop(self);
         Arc::try_unwrap(arc).ok()
+    }
+}
+
+impl PhaseEvents for CoreRef {
+    fn event(&self, phase: Phase) -> &Event {
+        self.0.event(phase)
     }
 }
 
@@ -162,7 +168,7 @@ impl Core {
     }
 
     /// [`release`](Core::release), with the wake-ups left to the caller.
-    pub(crate) fn give_back(this: &CoreRef, amount: u64, wakes: &mut Wakes) {
+    pub(crate) fn give_back(this: &CoreRef, amount: u64, wakes: &mut Wakes<CoreRef>) {
         let prev = this.word.fetch_sub(amount, Ordering::AcqRel);
         debug_assert!(
             prev >= amount + (prev & (WATCHER - 1)),
@@ -175,7 +181,7 @@ impl Core {
 
     /// `this` just drained: its drained waiters are due, and it lets go of its
     /// parent, which may drain in turn, up the tree.
-    pub(super) fn drained(this: &CoreRef, wakes: &mut Wakes) {
+    pub(super) fn drained(this: &CoreRef, wakes: &mut Wakes<CoreRef>) {
         let mut core = this.clone();
         // Bounded by the depth of the tree: each round moves one level up.
         loop {

@@ -10,7 +10,8 @@
 //!   state word again ([`listen`]), make sure that either the waiter sees the new
 //!   state or this sees its listener.
 //! - A waker that panics does not keep the others from being woken; the first
-//!   panic is resumed once every event was notified. event-listener is not
+//!   panic is resumed once every event was notified, unless the thread is
+//!   already unwinding (a second panic would abort). event-listener is not
 //!   panic-safe (a waker that unwinds out of `notify` leaves its count of notified
 //!   listeners short, which a later removal underflows), so it never sees a task's
 //!   waker: a [`Listening`] polls its listener with a waker of its own that calls
@@ -27,17 +28,30 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use event_listener::{Event, EventListener};
 
-use super::core::CoreRef;
 use super::phase::Phase;
 use super::state::{ANNOUNCED, FORCED, TRIGGERED};
 use super::sync::{Ordering, fence};
 
-/// The phases coordinators newly reached, to wake. The first entry is kept inline:
-/// a release that drains a root allocates nothing.
-#[derive(Default)]
-pub(crate) struct Wakes {
-    first: Option<(CoreRef, Reached)>,
-    more: Vec<(CoreRef, Reached)>,
+/// What [`Wakes`] wakes: a coordinator, with one event per phase.
+pub(crate) trait PhaseEvents {
+    /// The event notified when `phase` is reached.
+    fn event(&self, phase: Phase) -> &Event;
+}
+
+/// The phases coordinators (`C`) newly reached, to wake. The first entry is kept
+/// inline: a release that drains a root allocates nothing.
+pub(crate) struct Wakes<C> {
+    first: Option<(C, Reached)>,
+    more: Vec<(C, Reached)>,
+}
+
+impl<C> Default for Wakes<C> {
+    fn default() -> Self {
+        Wakes {
+            first: None,
+            more: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -47,20 +61,20 @@ enum Reached {
     Drained,
 }
 
-impl Wakes {
+impl<C: PhaseEvents> Wakes<C> {
     /// `core` newly has `bits`.
-    pub(crate) fn reached(&mut self, core: CoreRef, bits: u64) {
+    pub(crate) fn reached(&mut self, core: C, bits: u64) {
         if bits != 0 {
             self.push(core, Reached::Bits(bits));
         }
     }
 
     /// `core` drained.
-    pub(crate) fn drained(&mut self, core: CoreRef) {
+    pub(crate) fn drained(&mut self, core: C) {
         self.push(core, Reached::Drained);
     }
 
-    fn push(&mut self, core: CoreRef, reached: Reached) {
+    fn push(&mut self, core: C, reached: Reached) {
         if self.first.is_none() {
             self.first = Some((core, reached));
         } else {
@@ -94,7 +108,9 @@ impl Wakes {
             }
         }
         drop(self);
-        if let Some(panic) = panic {
+        // A release or a drop may run while its thread already unwinds (a guard
+        // dropped by a panic): resuming a second panic there would abort.
+        if let Some(panic) = panic.filter(|_| !std::thread::panicking()) {
             resume_unwind(panic);
         }
     }
