@@ -16,9 +16,19 @@ use hyper::{Request, Response};
 use pin_project_lite::pin_project;
 
 #[cfg(feature = "http1")]
-use super::HEADER_READ_TIMEOUT;
-use super::{BoxError, HyperRuntime};
+use super::runtime::HEADER_READ_TIMEOUT;
+use super::runtime::{BoxError, HyperRuntime};
 use crate::coordinator::watch::GracefulConnection;
+
+#[cfg(all(feature = "http1", feature = "http2", not(feature = "hyper")))]
+compile_error!(
+    "wind-down: for HTTP/1 and HTTP/2 enable the `hyper` feature (not `http1` and `http2`)"
+);
+
+#[cfg(not(any(feature = "http1", feature = "http2")))]
+compile_error!(
+    "wind-down: `hyper-base` is shared by `hyper`, `http1` and `http2`: enable one of those"
+);
 
 /// What a runtime's hyper executor must do to serve a service whose future is `F`
 /// and whose body is `B`, for the protocols the features enable: spawn HTTP/2

@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
 
 use super::reported::Reported;
-use super::{HEADER_READ_TIMEOUT, HyperRuntime, IntoHyperIo};
+use super::runtime::{HEADER_READ_TIMEOUT, HyperRuntime, IntoHyperIo};
 use crate::coordinator::Shutdown;
 use crate::coordinator::outcome::Outcome;
 use crate::server::runtime::Listener;
@@ -39,7 +39,9 @@ where
     ///
     /// The main listener closes when accepting stops, so an orchestrator polling
     /// readiness there would see "connection refused" rather than "draining"; this
-    /// one stays. Its connections are not the server's in-flight work.
+    /// one stays. Its connections are not the server's in-flight work. The plain
+    /// [`serve`](Server::serve) has no HTTP layer: it closes this listener at once
+    /// (with a warning event, feature `tracing`).
     pub fn health(mut self, listener: L) -> Self {
         self.health = Some(listener);
         self

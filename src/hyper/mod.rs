@@ -17,9 +17,7 @@
 //! would hold its connection forever. A peer that misbehaves anyway is cut at the
 //! server's grace period.
 
-use std::error::Error as StdError;
 use std::pin::Pin;
-use std::time::Duration;
 
 use http_body::Body;
 use hyper::body::Incoming;
@@ -37,6 +35,7 @@ mod builder;
 #[cfg(feature = "http1")]
 mod health;
 mod reported;
+pub(crate) mod runtime;
 mod tower;
 
 use hyper_util::service::TowerToHyperServiceFuture;
@@ -45,40 +44,13 @@ pub use self::builder::{ConnExec, Http};
 #[cfg(feature = "http1")]
 use self::health::alongside;
 use self::reported::Reported;
+use self::runtime::BoxError;
+pub use self::runtime::{HEADER_READ_TIMEOUT, HyperRuntime, IntoHyperIo};
 use self::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
 use crate::coordinator::watch::GracefulConnection;
-use crate::server::runtime::{Listener, Runtime};
+use crate::server::runtime::Listener;
 use crate::server::{ServeError, Server};
-
-type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The HTTP/1 header read timeout [`Http::new`] sets.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What hyper needs from a runtime: an executor for HTTP/2 streams and a timer.
-pub trait HyperRuntime: Runtime {
-    /// The executor given to hyper's HTTP/2 connections.
-    type Executor: Clone + Send + Sync + 'static;
-    /// The timer given to hyper.
-    type Timer: hyper::rt::Timer + Clone + Send + Sync + 'static;
-
-    /// An executor that spawns on this runtime.
-    fn hyper_executor(&self) -> Self::Executor;
-
-    /// A timer that runs on this runtime.
-    fn hyper_timer(&self) -> Self::Timer;
-}
-
-/// A connection that can be turned into hyper's IO type, implemented by each
-/// runtime adapter for its streams.
-pub trait IntoHyperIo: Send + 'static {
-    /// The hyper IO wrapper.
-    type Io: Read + Write + Unpin + Send + 'static;
-
-    /// Wraps `self` for hyper.
-    fn into_hyper_io(self) -> Self::Io;
-}
 
 impl<R, L> Server<R, L>
 where

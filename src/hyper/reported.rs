@@ -10,7 +10,6 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -18,8 +17,7 @@ use pin_project_lite::pin_project;
 use crate::coordinator::watch::GracefulConnection;
 use crate::log;
 
-/// The callback of [`Server::on_connection_error`](crate::Server::on_connection_error).
-pub(crate) type ErrorHook<A> = Arc<dyn Fn(&A, &(dyn StdError + 'static)) + Send + Sync>;
+use crate::server::ConnectionErrorHook as ErrorHook;
 
 pin_project! {
     /// A connection of the HTTP layer, reporting its error when it ends with one.

@@ -14,8 +14,9 @@ use hyper::{Request, Response};
 use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use tower_service::Service;
 
+use super::builder::Http;
 use super::builder::{ConnExec, ErrInto};
-use super::{BoxError, Http};
+use super::runtime::BoxError;
 use crate::coordinator::watch::GracefulConnection;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

@@ -27,14 +27,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(windows))]
+use std::sync::atomic::AtomicU8;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::server::runtime::{Listener, Runtime};
 #[cfg(not(windows))]
 use crate::server::signal::run_fallback;
-use crate::server::signal::{Signal, SignalSource};
+use crate::server::signal::{Claim, Signal, SignalSource};
 
 #[cfg(feature = "hyper-base")]
 pub use hyper_glue::HyperExecutor;
@@ -165,8 +166,10 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 /// of its own, with a registration of its own that stays) ends the process with
 /// the default action's exit status (130 for SIGINT, 143 for SIGTERM) on a signal
 /// that no server or [`handle_signals`](crate::handle_signals) claimed within two
-/// seconds, and on the third signal once claimed (the first drains, the second
-/// forces), also when cleanup after the drain hangs or the executor stopped.
+/// seconds, on the third signal once claimed (the first drains, the second
+/// forces), also when cleanup after the drain hangs or the executor stopped, and
+/// at once after this value is dropped; but a source that is not claimed, or was
+/// dropped, leaves every signal to another, claimed `Signals` if there is one.
 ///
 /// On Windows `async-signal` only supports Ctrl-C ([`Signal::Interrupt`]):
 /// Ctrl-Break, Ctrl-Close and Ctrl-Shutdown are not available on smol, and closing
@@ -176,7 +179,7 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 #[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]
 pub struct Signals {
     inner: async_signal::Signals,
-    claimed: Arc<AtomicBool>,
+    claim: Claim,
 }
 
 impl Signals {
@@ -187,15 +190,15 @@ impl Signals {
         let wanted = [Sig::Int, Sig::Term];
         #[cfg(windows)]
         let wanted = [Sig::Int];
-        let claimed = Arc::new(AtomicBool::new(false));
+        let claim = Claim::new();
         #[cfg(not(windows))]
         {
             let mut own = async_signal::Signals::new(wanted)?;
-            let claimed = claimed.clone();
+            let state: Arc<AtomicU8> = claim.share();
             std::thread::Builder::new()
                 .name("wind-down-signals".into())
                 .spawn(move || {
-                    run_fallback(&claimed, || {
+                    run_fallback(&state, || {
                         use futures_lite::StreamExt;
                         match smol::block_on(own.next())? {
                             Ok(async_signal::Signal::Term) => Some(Signal::Terminate),
@@ -207,14 +210,14 @@ impl Signals {
         }
         Ok(Signals {
             inner: async_signal::Signals::new(wanted)?,
-            claimed,
+            claim,
         })
     }
 }
 
 impl SignalSource for Signals {
     fn claim(&mut self) {
-        self.claimed.store(true, Ordering::Release);
+        self.claim.claim();
     }
 
     async fn recv(&mut self) -> io::Result<Signal> {
@@ -240,7 +243,7 @@ mod hyper_glue {
     use smol_hyper::rt::{FuturesIo, SmolExecutor, SmolTimer};
 
     use super::{Exec, Smol};
-    use crate::hyper::{HyperRuntime, IntoHyperIo};
+    use crate::hyper::runtime::{HyperRuntime, IntoHyperIo};
 
     /// hyper's executor for [`Smol`]: spawns HTTP/2 streams where the [`Smol`] it
     /// came from spawns (smol-hyper's `SmolExecutor` for an executor you run, or

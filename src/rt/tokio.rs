@@ -14,14 +14,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::runtime::Handle;
 
 use crate::server::runtime::{Listener, Runtime};
 #[cfg(unix)]
 use crate::server::signal::run_fallback;
-use crate::server::signal::{Signal, SignalSource};
+use crate::server::signal::{Claim, Signal, SignalSource};
+#[cfg(unix)]
+use std::sync::atomic::AtomicU8;
 
 /// A tokio runtime, by its [`Handle`].
 ///
@@ -110,15 +111,17 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::n
 /// `Signals` never swallows a signal: a fallback listener (a thread of its own)
 /// ends the process with the default action's exit status (130 for SIGINT, 143
 /// for SIGTERM) on a signal that no server or [`handle_signals`](crate::handle_signals)
-/// claimed within two seconds, and on the third signal once claimed (the first
-/// drains, the second forces), also when cleanup after the drain hangs. On
+/// claimed within two seconds, on the third signal once claimed (the first
+/// drains, the second forces), also when cleanup after the drain hangs, and at
+/// once after this value is dropped; but a source that is not claimed, or was
+/// dropped, leaves every signal to another, claimed `Signals` if there is one. On
 /// Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the process exits, and
 /// the system ends the process after a few seconds: keep the grace period short
 /// there.
 #[derive(Debug)]
 #[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]
 pub struct Signals {
-    claimed: Arc<AtomicBool>,
+    claim: Claim,
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -138,21 +141,22 @@ impl Signals {
     ///
     /// # Errors
     ///
-    /// Outside a tokio runtime (its IO driver enabled), or if the handlers cannot
-    /// be installed.
+    /// Outside a tokio runtime, or if the handlers cannot be installed. (Inside a
+    /// runtime built without its IO driver, tokio itself panics: build it with
+    /// `enable_io` or `enable_all`.)
     pub fn new() -> io::Result<Self> {
         if Handle::try_current().is_err() {
             return Err(io::Error::other(
                 "wind_down::tokio::Signals::new needs a tokio runtime: call it inside one",
             ));
         }
-        let claimed = Arc::new(AtomicBool::new(false));
+        let claim = Claim::new();
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            fallback(claimed.clone())?;
+            fallback(claim.share())?;
             Ok(Signals {
-                claimed,
+                claim,
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
             })
@@ -161,7 +165,7 @@ impl Signals {
         {
             use tokio::signal::windows;
             Ok(Signals {
-                claimed,
+                claim,
                 ctrl_c: windows::ctrl_c()?,
                 ctrl_break: windows::ctrl_break()?,
                 ctrl_close: windows::ctrl_close()?,
@@ -177,7 +181,7 @@ fn closed() -> io::Error {
 
 /// Starts the fallback listener, with handlers registered before this returns.
 #[cfg(unix)]
-fn fallback(claimed: Arc<AtomicBool>) -> io::Result<()> {
+fn fallback(claim: Arc<AtomicU8>) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -192,7 +196,7 @@ fn fallback(claimed: Arc<AtomicBool>) -> io::Result<()> {
     std::thread::Builder::new()
         .name("wind-down-signals".into())
         .spawn(move || {
-            run_fallback(&claimed, || {
+            run_fallback(&claim, || {
                 rt.block_on(futures_lite::future::or(
                     async { interrupt.recv().await.map(|()| Signal::Interrupt) },
                     async { terminate.recv().await.map(|()| Signal::Terminate) },
@@ -204,7 +208,7 @@ fn fallback(claimed: Arc<AtomicBool>) -> io::Result<()> {
 
 impl SignalSource for Signals {
     fn claim(&mut self) {
-        self.claimed.store(true, Ordering::Release);
+        self.claim.claim();
     }
 
     async fn recv(&mut self) -> io::Result<Signal> {
@@ -241,7 +245,7 @@ mod hyper_glue {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
     use super::Tokio;
-    use crate::hyper::{HyperRuntime, IntoHyperIo};
+    use crate::hyper::runtime::{HyperRuntime, IntoHyperIo};
 
     impl HyperRuntime for Tokio {
         type Executor = TokioExecutor;

@@ -45,8 +45,8 @@ type SignalTask = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 ///
 /// 1. stops accepting at once: connections still in the backlog are never served;
 /// 2. drops the listener, so its address can be bound again immediately;
-/// 3. waits for every watcher to finish, up to the [drain
-///    the [grace period](Server::grace_period), then forces what is left;
+/// 3. waits for every watcher to finish within what is left of the [grace
+///    period](Server::grace_period), then forces what is left;
 /// 4. waits for every connection task to end, so that when `serve` returns no
 ///    connection of this server holds anything (a service's state, a database
 ///    pool) any more.
@@ -78,7 +78,8 @@ pub struct Server<R, L: Listener> {
 }
 
 /// The callback of [`Server::on_connection_error`].
-type ConnectionErrorHook<A> = Arc<dyn Fn(&A, &(dyn std::error::Error + 'static)) + Send + Sync>;
+pub(crate) type ConnectionErrorHook<A> =
+    Arc<dyn Fn(&A, &(dyn std::error::Error + 'static)) + Send + Sync>;
 
 impl<R: Runtime, L: Listener> Server<R, L> {
     /// A server accepting from `listener` and spawning on `runtime`, with its own
@@ -224,6 +225,11 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         C::Output: Send,
     {
         let signal_failure = self.spawn_signals();
+        #[cfg(feature = "http1")]
+        if self.health.take().is_some() {
+            // Left bound, it would take probes' connections and never answer.
+            log::warning!("Server::health is served by serve_http and serve_tower only: closed");
+        }
         let connections = Connections::new(self.max_connections);
         let Server {
             runtime,

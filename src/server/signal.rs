@@ -10,12 +10,17 @@
 //!   exit status (130 for SIGINT, 143 for SIGTERM), after a short wait for a claim:
 //!   a signal right after start-up still drains once the server takes the source;
 //! - once claimed, the first two deliveries are the server's (drain, then force),
-//!   and the third ends the process, also when cleanup after the drain hangs.
+//!   and the third ends the process, also when cleanup after the drain hangs;
+//! - once its `Signals` is dropped, a delivery ends the process at once;
+//! - but an unclaimed or dropped source leaves every delivery to a live, claimed
+//!   one, if the process has one (an unused `Signals` next to the server's).
 
 use std::future::Future;
 use std::io;
 #[cfg(any(feature = "tokio", feature = "smol"))]
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+#[cfg(any(feature = "tokio", feature = "smol"))]
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 #[cfg(any(feature = "tokio", feature = "smol"))]
 use std::time::Duration;
 
@@ -87,6 +92,55 @@ pub(crate) async fn signal_loop<S: SignalSource>(
 #[cfg(any(feature = "tokio", feature = "smol"))]
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
 
+#[cfg(any(feature = "tokio", feature = "smol"))]
+const UNCLAIMED: u8 = 0;
+#[cfg(any(feature = "tokio", feature = "smol"))]
+const CLAIMED: u8 = 1;
+#[cfg(any(feature = "tokio", feature = "smol"))]
+const GONE: u8 = 2;
+
+/// Sources claimed and not dropped, in the whole process: while there is one, a
+/// fallback whose own source is unclaimed or gone leaves the signals to it.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+static LIVE_CLAIMS: AtomicUsize = AtomicUsize::new(0);
+
+/// A `Signals`' claim, shared with its fallback listener: unclaimed, claimed, or
+/// gone (the `Signals` was dropped).
+#[cfg(any(feature = "tokio", feature = "smol"))]
+#[derive(Debug)]
+pub(crate) struct Claim(Arc<AtomicU8>);
+
+#[cfg(any(feature = "tokio", feature = "smol"))]
+impl Claim {
+    pub(crate) fn new() -> Claim {
+        Claim(Arc::new(AtomicU8::new(UNCLAIMED)))
+    }
+
+    /// The state, for the fallback listener.
+    pub(crate) fn share(&self) -> Arc<AtomicU8> {
+        self.0.clone()
+    }
+
+    /// Marks the source claimed (once).
+    pub(crate) fn claim(&self) {
+        let claimed =
+            self.0
+                .compare_exchange(UNCLAIMED, CLAIMED, Ordering::AcqRel, Ordering::Acquire);
+        if claimed.is_ok() {
+            LIVE_CLAIMS.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[cfg(any(feature = "tokio", feature = "smol"))]
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.0.swap(GONE, Ordering::AcqRel) == CLAIMED {
+            LIVE_CLAIMS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The exit status of a process ended by `signal`'s default action, as a shell
 /// reports it: 128 + the signal's number.
 #[cfg(any(feature = "tokio", feature = "smol"))]
@@ -97,33 +151,40 @@ pub(crate) fn default_exit_status(signal: Signal) -> i32 {
     }
 }
 
-/// The fallback listener's policy (see the module docs): `next` blocks for the
-/// next delivery, `None` once its source is gone. Returns only then; ends the
-/// process when the policy says so.
+/// The fallback listener's policy (see the module docs), for the source whose
+/// claim is `state`: `next` blocks for the next delivery, `None` once its
+/// registration is gone. Returns only then; ends the process when the policy says
+/// so.
 #[cfg(any(feature = "tokio", feature = "smol"))]
-pub(crate) fn run_fallback(claimed: &AtomicBool, mut next: impl FnMut() -> Option<Signal>) {
+pub(crate) fn run_fallback(state: &AtomicU8, mut next: impl FnMut() -> Option<Signal>) {
     let mut heard = 0u32;
     // Bounded by the deliveries: each round consumes one.
     while let Some(signal) = next() {
-        if !wait_for_claim(claimed) {
-            std::process::exit(default_exit_status(signal));
-        }
-        heard += 1;
-        if heard >= 3 {
+        let own = match state.load(Ordering::Acquire) {
+            UNCLAIMED => wait_for_claim(state),
+            other => other == CLAIMED,
+        };
+        if own {
+            heard += 1;
+            if heard >= 3 {
+                std::process::exit(default_exit_status(signal));
+            }
+        } else if LIVE_CLAIMS.load(Ordering::Acquire) == 0 {
+            // Nobody hears this signal: what its default action would do.
             std::process::exit(default_exit_status(signal));
         }
     }
 }
 
-/// Whether the source is claimed, waiting up to [`CLAIM_WAIT`] for it.
+/// Whether the source gets claimed within [`CLAIM_WAIT`].
 #[cfg(any(feature = "tokio", feature = "smol"))]
-fn wait_for_claim(claimed: &AtomicBool) -> bool {
+fn wait_for_claim(state: &AtomicU8) -> bool {
     const STEP: Duration = Duration::from_millis(10);
     for _ in 0..CLAIM_WAIT.as_millis() / STEP.as_millis() {
-        if claimed.load(Ordering::Acquire) {
-            return true;
+        if state.load(Ordering::Acquire) != UNCLAIMED {
+            break;
         }
         std::thread::sleep(STEP);
     }
-    claimed.load(Ordering::Acquire)
+    state.load(Ordering::Acquire) == CLAIMED
 }
