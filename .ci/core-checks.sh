@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Loom models and miri for the runtime-free core, and the core's suites with 1 and
-# 32 shards per root (the main run uses the machine's count: 2 on a 2-core machine).
+# Loom models and miri for the runtime-free core, and the core's suites with 1, 2
+# and 32 shards per root (the main run uses the machine's count).
 # Called by .ci/run; also runs on its own from any directory. Loom and miri build in
 # target directories of their own, so they never contend for the default one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for shards in 1 32; do
+for shards in 1 2 32; do
   echo "== invariants and stress with WIND_DOWN_SHARDS=$shards"
   WIND_DOWN_SHARDS=$shards cargo test --all-features --test invariants --test stress
 done

@@ -114,6 +114,25 @@ fn child_server() {
             println!("listening on {}", server.local_addr().unwrap());
             server.serve_http(app::App::new(runtime)).await.unwrap()
         }),
+        // A second, unused Signals next to the server's: the server's drain must
+        // not be cut short by it.
+        "tokio-extra-signals" => tokio_runtime().block_on(async {
+            let _unused = wind_down::tokio::Signals::new().unwrap();
+            let signals = wind_down::tokio::Signals::new().unwrap();
+            println!("signals installed");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let runtime = wind_down::tokio::Tokio::current();
+            app::run(runtime, listener, signals, app::deadline_from_env()).await
+        }),
+        #[cfg(feature = "smol")]
+        "smol-extra-signals" => smol::block_on(async {
+            let _unused = wind_down::smol::Signals::new().unwrap();
+            let signals = wind_down::smol::Signals::new().unwrap();
+            println!("signals installed");
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let runtime = wind_down::smol::Smol::global();
+            app::run(runtime, listener, signals, app::deadline_from_env()).await
+        }),
         other => panic!("unknown runtime {other}"),
     };
     if std::env::var("WIND_DOWN_E2E_CLEANUP").is_ok_and(|c| c == "hang") {
@@ -444,6 +463,7 @@ per_runtime!(
     drain_delay_serves_while_readiness_says_draining,
     unused_signals_do_not_swallow_sigterm,
     third_signal_ends_a_hanging_cleanup,
+    an_unused_signals_leaves_the_drain_to_the_servers,
 );
 
 // ---------------------------------------------------------------------------
@@ -1036,4 +1056,18 @@ fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
     let (status, _) = server.wait();
     assert_eq!(status.code(), Some(143), "{status:?}");
     let _ = read_to_close(&mut stream);
+}
+
+/// An unused `Signals` next to the server's: SIGTERM is the server's, whose drain
+/// (a 4 s request in flight, longer than the 2 s an unclaimed source waits for a
+/// claim) completes and exits 0.
+fn an_unused_signals_leaves_the_drain_to_the_servers(runtime: &str) {
+    let mut server = Server::start(&format!("{runtime}-extra-signals"), Duration::from_secs(30));
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || request(addr, "/slow/4000"));
+    wait_for_stats(addr, |_, slow| slow == 1);
+    server.signal("TERM");
+    let (status, response) = slow.join().unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK", "{response}");
+    server.expect_drained();
 }

@@ -13,11 +13,13 @@ use wind_down::smol::Smol;
 #[test]
 fn http1_only_build_serves_and_drains() {
     let (arrived, in_handler) = smol::channel::unbounded::<()>();
+    // The handler answers only when the test lets it, after the trigger.
+    let (release, released) = smol::channel::unbounded::<()>();
     let hello = hyper::service::service_fn(move |_| {
-        let arrived = arrived.clone();
+        let (arrived, released) = (arrived.clone(), released.clone());
         async move {
             let _ = arrived.try_send(());
-            smol::Timer::after(Duration::from_millis(200)).await;
+            let _ = released.recv().await;
             Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("hello")))
         }
     });
@@ -32,7 +34,7 @@ fn http1_only_build_serves_and_drains() {
     client
         .write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .unwrap();
-    // The request is in the handler (for 200 ms) when the drain starts.
+    // The request is in the handler when the drain starts.
     smol::block_on(async {
         let arrived = async { in_handler.recv().await.is_ok() };
         let hang = async {
@@ -45,6 +47,7 @@ fn http1_only_build_serves_and_drains() {
         );
     });
     shutdown.trigger();
+    release.try_send(()).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();

@@ -80,7 +80,7 @@ fn g11_guard_acquire_and_release_allocate_nothing() {
     let child = s.child();
     let rounds = if cfg!(miri) { 10 } else { 1000 };
 
-    // `watchers()` walks the scopes (and may allocate for it): it is called
+    // `report()` walks the scopes (and may allocate for it): it is called
     // between the measured stretches, not in them.
     let mut allocated = 0;
     for _ in 0..rounds {
