@@ -204,7 +204,8 @@
 //!
 //! | axum | wind-down |
 //! |---|---|
-//! | `axum::serve(listener, router)` | [`Server::new(Tokio::current(), listener).serve_http(TowerToHyperService::new(router))`](Server) |
+//! | `axum::serve(listener, router)` | [`Server::new(Tokio::current(), listener).serve_tower(router.into_make_service())`](Server::serve_tower) |
+//! | `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())` | the same make-service to [`serve_tower`](Server::serve_tower): handlers get `ConnectInfo` |
 //! | `.with_graceful_shutdown(signal)` | [`.signals(Signals::new()?)`](Server::signals), or [`server.shutdown()`](Server::shutdown)`.trigger()` from the application |
 //! | waits for every connection, for ever | drains within the [grace period](Server::grace_period) (25 s by default), then forces; the [`Outcome`] says which |
 //!
@@ -216,14 +217,13 @@
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
 //! use axum::{Router, routing::get};
-//! use hyper_util::service::TowerToHyperService;
 //! use wind_down::{Server, tokio::{Signals, Tokio}};
 //!
 //! let router = Router::new().route("/", get(|| async { "hello" }));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let server = Server::new(Tokio::current(), listener).signals(Signals::new()?);
 //! server.shutdown().trigger(); // Ctrl-C, in this example
-//! let outcome = server.serve_http(TowerToHyperService::new(router)).await?;
+//! let outcome = server.serve_tower(router.into_make_service()).await?;
 //! assert!(outcome.is_drained());
 //! # Ok(()) }
 //! # #[cfg(not(all(feature = "tokio", feature = "hyper")))]
