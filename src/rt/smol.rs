@@ -167,9 +167,9 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 /// the default action's exit status (130 for SIGINT, 143 for SIGTERM) on a signal
 /// that no server or [`handle_signals`](crate::handle_signals) claimed within two
 /// seconds, on the third signal once claimed (the first drains, the second
-/// forces), also when cleanup after the drain hangs or the executor stopped, and
-/// at once after this value is dropped; but a source that is not claimed, or was
-/// dropped, leaves every signal to another, claimed `Signals` if there is one.
+/// forces), also when cleanup after the drain hangs or the executor stopped (the
+/// count goes on after the server drops this value); but a source that is not
+/// claimed now leaves every signal to another, claimed `Signals` if there is one.
 ///
 /// On Windows `async-signal` only supports Ctrl-C ([`Signal::Interrupt`]):
 /// Ctrl-Break, Ctrl-Close and Ctrl-Shutdown are not available on smol, and closing

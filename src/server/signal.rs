@@ -11,9 +11,11 @@
 //!   a signal right after start-up still drains once the server takes the source;
 //! - once claimed, the first two deliveries are the server's (drain, then force),
 //!   and the third ends the process, also when cleanup after the drain hangs;
-//! - once its `Signals` is dropped, a delivery ends the process at once;
-//! - but an unclaimed or dropped source leaves every delivery to a live, claimed
-//!   one, if the process has one (an unused `Signals` next to the server's).
+//! - a source dropped after its claim keeps counting toward the third signal; one
+//!   dropped unclaimed ends the process at the next delivery;
+//! - but a source that is not claimed now leaves every delivery to a live,
+//!   claimed one, if the process has one (an unused `Signals` next to the
+//!   server's, or an old one next to a new server's).
 
 use std::future::Future;
 use std::io;
@@ -96,16 +98,20 @@ const CLAIM_WAIT: Duration = Duration::from_secs(2);
 const UNCLAIMED: u8 = 0;
 #[cfg(any(feature = "tokio", feature = "smol"))]
 const CLAIMED: u8 = 1;
+/// Dropped without ever being claimed.
 #[cfg(any(feature = "tokio", feature = "smol"))]
 const GONE: u8 = 2;
+/// Claimed, then dropped (its server is done with it).
+#[cfg(any(feature = "tokio", feature = "smol"))]
+const RETIRED: u8 = 3;
 
 /// Sources claimed and not dropped, in the whole process: while there is one, a
 /// fallback whose own source is unclaimed or gone leaves the signals to it.
 #[cfg(any(feature = "tokio", feature = "smol"))]
 static LIVE_CLAIMS: AtomicUsize = AtomicUsize::new(0);
 
-/// A `Signals`' claim, shared with its fallback listener: unclaimed, claimed, or
-/// gone (the `Signals` was dropped).
+/// A `Signals`' claim, shared with its fallback listener: unclaimed, claimed, gone
+/// (dropped unclaimed) or retired (dropped after its claim).
 #[cfg(any(feature = "tokio", feature = "smol"))]
 #[derive(Debug)]
 pub(crate) struct Claim(Arc<AtomicU8>);
@@ -135,8 +141,13 @@ impl Claim {
 #[cfg(any(feature = "tokio", feature = "smol"))]
 impl Drop for Claim {
     fn drop(&mut self) {
-        if self.0.swap(GONE, Ordering::AcqRel) == CLAIMED {
+        let retired =
+            self.0
+                .compare_exchange(CLAIMED, RETIRED, Ordering::AcqRel, Ordering::Acquire);
+        if retired.is_ok() {
             LIVE_CLAIMS.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.0.store(GONE, Ordering::Release);
         }
     }
 }
@@ -160,9 +171,14 @@ pub(crate) fn run_fallback(state: &AtomicU8, mut next: impl FnMut() -> Option<Si
     let mut heard = 0u32;
     // Bounded by the deliveries: each round consumes one.
     while let Some(signal) = next() {
+        let others = LIVE_CLAIMS.load(Ordering::Acquire) > 0;
         let own = match state.load(Ordering::Acquire) {
+            CLAIMED => true,
+            // Its server stopped listening (after its second signal, or when it
+            // was done): the count goes on, unless another source hears signals.
+            RETIRED => !others,
             UNCLAIMED => wait_for_claim(state),
-            other => other == CLAIMED,
+            _ => false,
         };
         if own {
             heard += 1;
