@@ -171,13 +171,17 @@ pub(crate) fn run_fallback(state: &AtomicU8, mut next: impl FnMut() -> Option<Si
     let mut heard = 0u32;
     // Bounded by the deliveries: each round consumes one.
     while let Some(signal) = next() {
+        // An unclaimed source may be claimed (and even retired) while it waits.
+        let now = match state.load(Ordering::Acquire) {
+            UNCLAIMED => wait_for_claim(state),
+            now => now,
+        };
         let others = LIVE_CLAIMS.load(Ordering::Acquire) > 0;
-        let own = match state.load(Ordering::Acquire) {
+        let own = match now {
             CLAIMED => true,
             // Its server stopped listening (after its second signal, or when it
             // was done): the count goes on, unless another source hears signals.
             RETIRED => !others,
-            UNCLAIMED => wait_for_claim(state),
             _ => false,
         };
         if own {
@@ -192,15 +196,16 @@ pub(crate) fn run_fallback(state: &AtomicU8, mut next: impl FnMut() -> Option<Si
     }
 }
 
-/// Whether the source gets claimed within [`CLAIM_WAIT`].
+/// The source's state once it is no longer unclaimed, or after [`CLAIM_WAIT`].
 #[cfg(any(feature = "tokio", feature = "smol"))]
-fn wait_for_claim(state: &AtomicU8) -> bool {
+fn wait_for_claim(state: &AtomicU8) -> u8 {
     const STEP: Duration = Duration::from_millis(10);
     for _ in 0..CLAIM_WAIT.as_millis() / STEP.as_millis() {
-        if state.load(Ordering::Acquire) != UNCLAIMED {
-            break;
+        let now = state.load(Ordering::Acquire);
+        if now != UNCLAIMED {
+            return now;
         }
         std::thread::sleep(STEP);
     }
-    state.load(Ordering::Acquire) == CLAIMED
+    state.load(Ordering::Acquire)
 }
