@@ -102,6 +102,7 @@ cases! {
     until_trigger_resolves_none_and_drops_inner,
     until_completion_resolves_some,
     until_never_starts_when_already_triggered,
+    until_finished_lets_go_of_the_trigger,
 }
 
 /// Spawns `wait` and returns its join handle plus a counter of its polls, so that a
@@ -1815,4 +1816,43 @@ async fn g10_panicking_waker_does_not_stop_the_transition<E: Exec>(cx: Cx<E>) {
         join.await;
     }
     drop((first_triggered, first_drained));
+}
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// A `run_until_triggered` that finished and is kept alive lets go of the
+/// coordinator: the trigger that comes later does not wake the task that
+/// polled it (15.3).
+async fn until_finished_lets_go_of_the_trigger<E: Exec>(cx: Cx<E>) {
+    let s = Shutdown::new();
+    cx.probe.observe("root", &s);
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = std::task::Waker::from(counter.clone());
+    let mut context = Context::from_waker(&waker);
+    let mut ready = false;
+    let inner = future::poll_fn(move |_| {
+        // Pending on the first poll (so it parks on the trigger), done on the second.
+        if std::mem::replace(&mut ready, true) {
+            Poll::Ready(7)
+        } else {
+            Poll::Pending
+        }
+    });
+    let mut until = Box::pin(s.run_until_triggered(inner));
+    assert!(until.as_mut().poll(&mut context).is_pending());
+    assert_eq!(until.as_mut().poll(&mut context), Poll::Ready(Some(7)));
+    assert!(s.trigger());
+    assert_eq!(
+        counter.0.load(SeqCst),
+        0,
+        "woken by a trigger after it finished"
+    );
+    drop(until);
 }
