@@ -72,47 +72,27 @@ fn child_server() {
             outcome
         }
         // A server with no signal source: wind-down must install no handler.
-        "tokio-no-signals" => {
-            tokio_runtime().block_on(async {
-                println!("signals installed"); // none, by design
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener);
-                println!("listening on {}", server.local_addr().unwrap());
-                let runtime = wind_down::tokio::Tokio::current();
-                server.serve_http(app::App::new(runtime)).await.unwrap()
-            })
-        }
+        "tokio-no-signals" => tokio_runtime().block_on(async {
+            println!("signals installed"); // none, by design
+            tokio_serve_without_signals().await
+        }),
         #[cfg(feature = "smol")]
-        "smol-no-signals" => {
-            smol::block_on(async {
-                println!("signals installed"); // none, by design
-                let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let runtime = wind_down::smol::Smol::global();
-                let server = wind_down::Server::new(runtime.clone(), listener);
-                println!("listening on {}", server.local_addr().unwrap());
-                server.serve_http(app::App::new(runtime)).await.unwrap()
-            })
-        }
+        "smol-no-signals" => smol::block_on(async {
+            println!("signals installed"); // none, by design
+            smol_serve_without_signals().await
+        }),
         // Signals created and never handed to the server (a mistake): they must
         // not swallow SIGTERM.
         "tokio-unused-signals" => tokio_runtime().block_on(async {
             let _signals = wind_down::tokio::Signals::new().unwrap();
             println!("signals installed");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let server = wind_down::Server::new(wind_down::tokio::Tokio::current(), listener);
-            println!("listening on {}", server.local_addr().unwrap());
-            let runtime = wind_down::tokio::Tokio::current();
-            server.serve_http(app::App::new(runtime)).await.unwrap()
+            tokio_serve_without_signals().await
         }),
         #[cfg(feature = "smol")]
         "smol-unused-signals" => smol::block_on(async {
             let _signals = wind_down::smol::Signals::new().unwrap();
             println!("signals installed");
-            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let runtime = wind_down::smol::Smol::global();
-            let server = wind_down::Server::new(runtime.clone(), listener);
-            println!("listening on {}", server.local_addr().unwrap());
-            server.serve_http(app::App::new(runtime)).await.unwrap()
+            smol_serve_without_signals().await
         }),
         // A second, unused Signals next to the server's: the server's drain must
         // not be cut short by it.
@@ -141,6 +121,25 @@ fn child_server() {
         std::thread::sleep(Duration::from_secs(3600));
     }
     std::process::exit(if outcome.is_drained() { 0 } else { 1 });
+}
+
+/// Serves the demo app on tokio with no signal source (`Server::new` alone).
+async fn tokio_serve_without_signals() -> wind_down::Outcome {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runtime = wind_down::tokio::Tokio::current();
+    let server = wind_down::Server::new(runtime.clone(), listener);
+    println!("listening on {}", server.local_addr().unwrap());
+    server.serve_http(app::App::new(runtime)).await.unwrap()
+}
+
+/// Serves the demo app on smol with no signal source (`Server::new` alone).
+#[cfg(feature = "smol")]
+async fn smol_serve_without_signals() -> wind_down::Outcome {
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runtime = wind_down::smol::Smol::global();
+    let server = wind_down::Server::new(runtime.clone(), listener);
+    println!("listening on {}", server.local_addr().unwrap());
+    server.serve_http(app::App::new(runtime)).await.unwrap()
 }
 
 /// A running server child. Killed on drop if still running.

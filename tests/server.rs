@@ -639,6 +639,26 @@ fn connection_errors_reach_the_callback<H: Harness>() {
     assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
 }
 
+/// Sends a request for `path` to a server started with `held`, and returns once
+/// it is in its handler (not just its connection accepted): `held` is then held
+/// by this test, the harness's probe, the service, the connection's copy of it,
+/// and the request.
+fn request_in_handler(addr: SocketAddr, held: &Arc<()>, path: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let start = std::time::Instant::now();
+    while Arc::strong_count(held) < 5 && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        Arc::strong_count(held),
+        5,
+        "the request never reached its handler"
+    );
+    c
+}
+
 /// A server in a child scope of the application's coordinator: the handle it
 /// gives out is its own scope's (the coordinator is chosen at creation), and the
 /// application's trigger stops it, with the application's drain waiting for it.
@@ -650,21 +670,7 @@ fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
         held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
         ..Options::default()
     });
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.write_all(b"GET /slow/2000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    // The request is in the handler (not just its connection accepted): this
-    // test's `held`, the harness's probe, the service, the connection's copy of
-    // it, and the request.
-    let start = std::time::Instant::now();
-    while Arc::strong_count(&held) < 5 && start.elapsed() < HANG {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        Arc::strong_count(&held),
-        5,
-        "the request never reached its handler"
-    );
+    let mut c = request_in_handler(addr, &held, "/slow/2000");
     assert_eq!(
         app.report().remaining,
         1,
@@ -821,18 +827,7 @@ fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
     assert_eq!(probe(health_addr, "/ready"), Some((200, "ready\n".into())));
     assert_eq!(probe(health_addr, "/live"), Some((200, "live\n".into())));
     // A request in flight keeps the drain going while the probes run.
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.write_all(b"GET /slow/3000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let start = std::time::Instant::now();
-    while Arc::strong_count(&held) < 5 && start.elapsed() < HANG {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        Arc::strong_count(&held),
-        5,
-        "the request never reached its handler"
-    );
+    let mut c = request_in_handler(addr, &held, "/slow/3000");
     shutdown.trigger();
     let start = std::time::Instant::now();
     while TcpStream::connect(addr).is_ok() && start.elapsed() < HANG {
