@@ -37,39 +37,31 @@ impl Connections {
         let Some(limit) = self.limit else {
             return true;
         };
-        // Bounded by the number of tasks that end: each round consumes one.
-        loop {
-            if self.live() < limit {
-                return true;
-            }
-            let ended = self.ended.listen();
-            if self.live() < limit {
-                return true;
-            }
-            let stopped = async {
-                stop.as_mut().await;
-                false
-            };
-            if !future::or(stopped, async {
-                ended.await;
-                true
-            })
-            .await
-            {
-                return false;
-            }
-        }
+        let room = async {
+            self.wait_until(|live| live < limit).await;
+            true
+        };
+        let stopped = async {
+            stop.as_mut().await;
+            false
+        };
+        future::or(room, stopped).await
     }
 
     /// Waits until no task is live.
     pub(crate) async fn all_ended(&self) {
-        // Bounded by the number of tasks that end.
+        self.wait_until(|live| live == 0).await;
+    }
+
+    /// Waits until the number of live tasks satisfies `done`.
+    async fn wait_until(&self, done: impl Fn(usize) -> bool) {
+        // Bounded by the number of tasks that end: each round consumes one.
         loop {
-            if self.live() == 0 {
+            if done(self.live()) {
                 return;
             }
             let ended = self.ended.listen();
-            if self.live() == 0 {
+            if done(self.live()) {
                 return;
             }
             ended.await;
