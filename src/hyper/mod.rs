@@ -77,9 +77,8 @@ where
     }
 
     /// Like [`serve_http`](Server::serve_http), with a builder you configured.
-    #[cfg_attr(not(feature = "http1"), allow(unused_mut))]
     pub async fn serve_http_with<S, B>(
-        mut self,
+        self,
         http: Http<R::Executor>,
         service: S,
     ) -> Result<Outcome, ServeError>
@@ -92,17 +91,10 @@ where
         B::Error: Into<BoxError>,
         R::Executor: ConnExec<S::Future, B>,
     {
-        let hook = self.connection_error_hook();
-        #[cfg(feature = "http1")]
-        let (runtime, health, shutdown) =
-            (self.runtime().clone(), self.health.take(), self.shutdown());
-        let main = self.serve(move |io: L::Io, peer| {
-            let conn = http.serve_connection(io.into_hyper_io(), service.clone());
-            Reported::new(conn, peer, hook.clone())
-        });
-        #[cfg(feature = "http1")]
-        let main = alongside(main, &runtime, health, shutdown);
-        main.await
+        self.serve_reported(move |io: L::Io, _| {
+            http.serve_connection(io.into_hyper_io(), service.clone())
+        })
+        .await
     }
 
     /// Serves a tower make-service, as `axum::serve` does: for each connection,
@@ -129,8 +121,7 @@ where
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    #[cfg_attr(not(feature = "http1"), allow(unused_mut))]
-    pub async fn serve_tower<M, S, B>(mut self, make: M) -> Result<Outcome, ServeError>
+    pub async fn serve_tower<M, S, B>(self, make: M) -> Result<Outcome, ServeError>
     where
         M: tower_service::Service<L::Addr, Response = S> + Clone + Send + 'static,
         M::Future: Send + 'static,
@@ -147,14 +138,27 @@ where
         R::Executor: ConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
     {
         let http = Http::new(self.runtime());
+        self.serve_reported(move |io: L::Io, peer: L::Addr| {
+            TowerConnection::new(make.clone(), peer, io.into_hyper_io(), http.clone())
+        })
+        .await
+    }
+
+    /// The HTTP layer's [`serve`](Server::serve): each connection from `conn`,
+    /// its error reported; the health listener beside, if any.
+    #[cfg_attr(not(feature = "http1"), allow(unused_mut))]
+    async fn serve_reported<H, C, E>(mut self, mut conn: H) -> Result<Outcome, ServeError>
+    where
+        H: FnMut(L::Io, L::Addr) -> C,
+        C: GracefulConnection<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError> + Send,
+    {
         let hook = self.connection_error_hook();
         #[cfg(feature = "http1")]
         let (runtime, health, shutdown) =
             (self.runtime().clone(), self.health.take(), self.shutdown());
         let main = self.serve(move |io: L::Io, peer: L::Addr| {
-            let conn =
-                TowerConnection::new(make.clone(), peer.clone(), io.into_hyper_io(), http.clone());
-            Reported::new(conn, peer, hook.clone())
+            Reported::new(conn(io, peer.clone()), peer, hook.clone())
         });
         #[cfg(feature = "http1")]
         let main = alongside(main, &runtime, health, shutdown);
