@@ -2,7 +2,8 @@
 //!
 //! A connection's error goes to the `tracing` feature (debug level for what a peer
 //! causes: a reset, a malformed or incomplete request, a failed TLS or protocol
-//! preface; warn for the rest) and to the server's
+//! preface, an HTTP/2 protocol error of the peer or a GOAWAY or RST_STREAM it
+//! sent; warn for the rest) and to the server's
 //! [`on_connection_error`](crate::Server::on_connection_error) callback.
 
 use std::error::Error as StdError;
@@ -80,7 +81,7 @@ fn report<A: fmt::Debug>(
 }
 
 /// Whether the peer caused `error`: a malformed, incomplete or interrupted request,
-/// or a reset connection.
+/// a reset connection, or (HTTP/2) a protocol error of the peer or an error it sent.
 pub(crate) fn caused_by_peer(error: &(dyn StdError + 'static)) -> bool {
     let mut source = Some(error);
     // Bounded by the length of the error's source chain.
@@ -90,16 +91,31 @@ pub(crate) fn caused_by_peer(error: &(dyn StdError + 'static)) -> bool {
                 return true;
             }
         }
+        #[cfg(feature = "http2")]
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            // Received from the peer (its GOAWAY or RST_STREAM), or sent by h2 on a
+            // protocol error of the peer's; not one sent by this side, nor a misuse
+            // of h2. Its I/O error is not a source: judged here.
+            if h2.is_remote() || h2.is_library() || h2.get_io().is_some_and(peer_io) {
+                return true;
+            }
+        }
         if let Some(io) = err.downcast_ref::<io::Error>() {
-            use io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | InvalidData
-            ) {
+            if peer_io(io) {
                 return true;
             }
         }
         source = err.source();
     }
     false
+}
+
+/// Whether the peer caused the I/O error `io`: a reset or cut connection, or bytes
+/// that are not the protocol.
+fn peer_io(io: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        io.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | InvalidData
+    )
 }
