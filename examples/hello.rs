@@ -8,7 +8,9 @@
 //!
 //! The first signal starts a graceful drain (10 s deadline, `WIND_DOWN_DEADLINE_MS`
 //! to change it); a second one forces it. The exit status is 0 when drained, 1 when
-//! forced. `WIND_DOWN_ADDR` sets the address (default 127.0.0.1:3000).
+//! forced. `WIND_DOWN_ADDR` sets the address (default 127.0.0.1:3000). With the
+//! `systemd` feature it serves on the socket systemd passes (socket activation),
+//! if any, and tells systemd when it is ready and how the drain goes.
 
 #[path = "common/app.rs"]
 mod app;
@@ -24,7 +26,7 @@ fn main() -> std::io::Result<ExitCode> {
     let outcome = runtime.block_on(async {
         // Install the signal handlers first: a signal from now on starts the drain.
         let signals = Signals::new()?;
-        let listener = tokio::net::TcpListener::bind(app::addr_from_env()).await?;
+        let listener = tokio::net::TcpListener::from_std(app::listener(&app::addr_from_env())?)?;
         std::io::Result::Ok(
             app::run(
                 Tokio::current(),

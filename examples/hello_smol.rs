@@ -8,7 +8,9 @@
 //!
 //! The first signal starts a graceful drain (10 s deadline, `WIND_DOWN_DEADLINE_MS`
 //! to change it); a second one forces it. The exit status is 0 when drained, 1 when
-//! forced. `WIND_DOWN_ADDR` sets the address (default 127.0.0.1:3000). On Windows,
+//! forced. `WIND_DOWN_ADDR` sets the address (default 127.0.0.1:3000). With the
+//! `systemd` feature it serves on the socket systemd passes (socket activation),
+//! if any, and tells systemd when it is ready and how the drain goes. On Windows,
 //! only Ctrl-C is caught (see `wind_down::smol::Signals`).
 
 #[path = "common/app.rs"]
@@ -34,7 +36,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
             scope.spawn(move || smol::block_on(executor.run(stopped.recv())));
         }
         let outcome = smol::block_on(executor.run(async {
-            let listener = smol::net::TcpListener::bind(app::addr_from_env()).await?;
+            let listener = smol::net::TcpListener::try_from(app::listener(&app::addr_from_env())?)?;
             let runtime = Smol::new(executor.clone());
             std::io::Result::Ok(
                 app::run(runtime, listener, signals, app::deadline_from_env()).await,

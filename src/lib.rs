@@ -152,6 +152,8 @@ pub mod hyper;
 #[cfg(feature = "smol")]
 #[path = "rt/smol.rs"]
 pub mod smol;
+#[cfg(feature = "systemd")]
+pub mod systemd;
 #[cfg(feature = "tokio")]
 #[path = "rt/tokio.rs"]
 pub mod tokio;

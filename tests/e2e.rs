@@ -43,7 +43,8 @@ fn child_server() {
             tokio_runtime().block_on(async {
                 let signals = Signals::new().unwrap();
                 println!("signals installed");
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = app::listener("127.0.0.1:0").unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 app::run(Tokio::current(), listener, signals, deadline).await
             })
         }
@@ -62,7 +63,8 @@ fn child_server() {
             let outcome = smol::block_on(ex.run(async {
                 let signals = Signals::new().unwrap();
                 println!("signals installed");
-                let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = app::listener("127.0.0.1:0").unwrap();
+                let listener = smol::net::TcpListener::try_from(listener).unwrap();
                 app::run(Smol::new(ex.clone()), listener, signals, deadline).await
             }));
             drop(stop);
@@ -151,18 +153,29 @@ struct Server {
     output: Vec<String>,
 }
 
+/// How to start the child, besides its runtime and grace period.
+#[derive(Default)]
+struct Launch<'a> {
+    /// Extra environment variables.
+    env: &'a [(&'a str, &'a str)],
+    /// Shell commands run before the child is started in the same process
+    /// (`ulimit`, moving descriptors).
+    shell: Option<String>,
+    /// The child's stdin, instead of the test's.
+    stdin: Option<Stdio>,
+}
+
 impl Server {
     fn start(runtime: &str, deadline: Duration) -> Server {
-        Server::start_with(runtime, deadline, &[], None, |_| {})
+        Server::start_with(runtime, deadline, Launch::default(), |_| {})
     }
 
-    /// Starts the child; `nofile` limits its descriptors (through the shell's
-    /// `ulimit`); `on_installed` runs as soon as its signal handlers are in place.
+    /// Starts the child as `launch` says; `on_installed` runs as soon as its
+    /// signal handlers are in place.
     fn start_with(
         runtime: &str,
         deadline: Duration,
-        env: &[(&str, &str)],
-        nofile: Option<u32>,
+        launch: Launch<'_>,
         on_installed: impl FnOnce(u32),
     ) -> Server {
         let exe = std::env::current_exe().unwrap();
@@ -173,25 +186,28 @@ impl Server {
             "--nocapture",
             "--test-threads=1",
         ];
-        let mut cmd = match nofile {
+        let mut cmd = match launch.shell {
             None => {
                 let mut c = Command::new(&exe);
                 c.args(args);
                 c
             }
-            Some(n) => {
+            Some(prelude) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(format!("{prelude} && exec \"$0\" \"$@\""))
                     .arg(&exe)
                     .args(args);
                 c
             }
         };
+        if let Some(stdin) = launch.stdin {
+            cmd.stdin(stdin);
+        }
         let mut child = cmd
             .env("WIND_DOWN_E2E_RUNTIME", runtime)
             .env("WIND_DOWN_DEADLINE_MS", deadline.as_millis().to_string())
-            .envs(env.iter().copied())
+            .envs(launch.env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -817,9 +833,10 @@ fn second_signal_forces_exit(runtime: &str) {
 
 /// SIGTERM as soon as the handlers are installed, before the listener even exists.
 fn signal_right_after_start_is_handled(runtime: &str) {
-    let mut server = Server::start_with(runtime, Duration::from_secs(10), &[], None, |pid| {
-        signal(pid, "TERM")
-    });
+    let mut server =
+        Server::start_with(runtime, Duration::from_secs(10), Launch::default(), |pid| {
+            signal(pid, "TERM")
+        });
     server.expect_drained();
 }
 
@@ -859,8 +876,15 @@ fn emfile_neither_spins_nor_starves(runtime: &str) {
         return;
     }
     const NOFILE: u32 = 64;
-    let mut server =
-        Server::start_with(runtime, Duration::from_secs(10), &[], Some(NOFILE), |_| {});
+    let mut server = Server::start_with(
+        runtime,
+        Duration::from_secs(10),
+        Launch {
+            shell: Some(format!("ulimit -n {NOFILE}")),
+            ..Launch::default()
+        },
+        |_| {},
+    );
     let addr = server.addr;
     let request = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
     let read_hello = |s: &mut TcpStream, stage: &str| {
@@ -971,8 +995,10 @@ fn drain_delay_serves_while_readiness_says_draining(runtime: &str) {
     let mut server = Server::start_with(
         runtime,
         Duration::from_secs(30),
-        &[("WIND_DOWN_DRAIN_DELAY_MS", "2000")],
-        None,
+        Launch {
+            env: &[("WIND_DOWN_DRAIN_DELAY_MS", "2000")],
+            ..Launch::default()
+        },
         |_| {},
     );
     let addr = server.addr;
@@ -1030,8 +1056,10 @@ fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
     let mut server = Server::start_with(
         runtime,
         Duration::from_secs(120),
-        &[("WIND_DOWN_E2E_CLEANUP", "hang")],
-        None,
+        Launch {
+            env: &[("WIND_DOWN_E2E_CLEANUP", "hang")],
+            ..Launch::default()
+        },
         |_| {},
     );
     let mut stream = open_endless_stream(server.addr);
@@ -1069,4 +1097,148 @@ fn an_unused_signals_leaves_the_drain_to_the_servers(runtime: &str) {
     let (status, response) = slow.join().unwrap();
     assert_eq!(status, "HTTP/1.1 200 OK", "{response}");
     server.expect_drained();
+}
+
+// ---------------------------------------------------------------------------
+// systemd: notifications and socket activation.
+
+#[cfg(all(feature = "systemd", target_os = "linux"))]
+mod systemd {
+    use super::*;
+
+    per_runtime!(
+        systemd_hears_ready_stopping_and_the_drain,
+        socket_activation_serves_on_the_inherited_listener,
+    );
+
+    /// The datagrams a child sends to `NOTIFY_SOCKET`, each as its lines.
+    struct NotifySocket {
+        socket: std::os::unix::net::UnixDatagram,
+        path: std::path::PathBuf,
+    }
+
+    impl NotifySocket {
+        fn bind(name: &str) -> NotifySocket {
+            let path = std::env::temp_dir().join(format!(
+                "wind-down-notify-{}-{name}.sock",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&path);
+            let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+            socket.set_read_timeout(Some(HANG)).unwrap();
+            NotifySocket { socket, path }
+        }
+
+        fn next(&self) -> Vec<String> {
+            let mut buf = [0u8; 4096];
+            let n = self.socket.recv(&mut buf).expect("no notification");
+            String::from_utf8(buf[..n].to_vec())
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect()
+        }
+    }
+
+    impl Drop for NotifySocket {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// The microseconds of an `EXTEND_TIMEOUT_USEC=` line.
+    fn extension(line: &str) -> u64 {
+        line.strip_prefix("EXTEND_TIMEOUT_USEC=")
+            .unwrap_or_else(|| panic!("not an extension: {line}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// A `Type=notify` service's view: READY=1 once serving; at SIGTERM, STOPPING=1
+    /// with the grace period (30 s) plus the exit margin as the timeout extension;
+    /// then the drain's progress, each with a shrinking extension; then its end.
+    fn systemd_hears_ready_stopping_and_the_drain(runtime: &str) {
+        let notify = NotifySocket::bind(runtime);
+        let path = notify.path.to_str().unwrap().to_string();
+        let mut server = Server::start_with(
+            runtime,
+            Duration::from_secs(30),
+            Launch {
+                env: &[("NOTIFY_SOCKET", &path)],
+                ..Launch::default()
+            },
+            |_| {},
+        );
+        assert_eq!(notify.next(), ["READY=1", "STATUS=serving"]);
+        let addr = server.addr;
+        let slow = std::thread::spawn(move || request(addr, "/slow/2500"));
+        wait_for_stats(addr, |_, slow| slow == 1);
+        server.signal("TERM");
+
+        let stopping = notify.next();
+        assert_eq!(stopping.len(), 3, "{stopping:?}");
+        assert_eq!(stopping[0], "STOPPING=1");
+        assert!(stopping[1].starts_with("STATUS=stopping: "), "{stopping:?}");
+        let mut last = extension(&stopping[2]);
+        assert!(last <= 35_000_000 && last > 30_000_000, "{stopping:?}");
+
+        let mut progress = 0;
+        let end = loop {
+            let message = notify.next();
+            if message.len() == 1 {
+                break message;
+            }
+            assert_eq!(message.len(), 2, "{message:?}");
+            let in_flight: usize = message[0]
+                .strip_prefix("STATUS=draining: ")
+                .and_then(|rest| rest.strip_suffix(" still in flight"))
+                .unwrap_or_else(|| panic!("not a drain status: {message:?}"))
+                .parse()
+                .unwrap();
+            if progress == 0 {
+                assert!(in_flight >= 1, "the slow request is in flight");
+            }
+            let extended = extension(&message[1]);
+            assert!(extended <= last, "{extended} after {last}");
+            assert!(extended >= 5_000_000, "below the exit margin: {extended}");
+            last = extended;
+            progress += 1;
+            assert!(progress < 100, "endless progress");
+        };
+        assert!(progress >= 1, "no drain progress");
+        assert_eq!(end, ["STATUS=drained"]);
+        let (status, response) = slow.join().unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK", "{response}");
+        server.expect_drained();
+    }
+
+    /// Socket activation: the child gets a bound listening socket as descriptor 3
+    /// with `LISTEN_FDS=1` and `LISTEN_PID` naming it, serves on it, and drains on
+    /// SIGTERM; once it exited nothing listens there any more (the test gave its
+    /// own descriptor away).
+    fn socket_activation_serves_on_the_inherited_listener(runtime: &str) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut server = Server::start_with(
+            runtime,
+            Duration::from_secs(30),
+            Launch {
+                // The socket arrives as stdin and moves to descriptor 3, as systemd
+                // passes it; `$$` is the child's pid, kept by `exec`.
+                shell: Some("exec 3<&0 0</dev/null && export LISTEN_PID=$$ LISTEN_FDS=1".into()),
+                stdin: Some(Stdio::from(std::os::fd::OwnedFd::from(listener))),
+                ..Launch::default()
+            },
+            |_| {},
+        );
+        assert_eq!(server.addr, addr, "not serving on the inherited socket");
+        assert_eq!(request(addr, "/").0, "HTTP/1.1 200 OK");
+        let slow = std::thread::spawn(move || request(addr, "/slow/1500"));
+        wait_for_stats(addr, |_, slow| slow == 1);
+        server.signal("TERM");
+        let (status, response) = slow.join().unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK", "{response}");
+        server.expect_drained();
+        wait_refused(addr);
+    }
 }

@@ -170,6 +170,18 @@ pub fn addr_from_env() -> String {
     std::env::var("WIND_DOWN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into())
 }
 
+/// The listening socket: the one systemd passed (socket activation, with the
+/// `systemd` feature), or `addr` bound now. Non-blocking, for either runtime.
+pub fn listener(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    #[cfg(feature = "systemd")]
+    if let Some(inherited) = wind_down::systemd::tcp_listener()? {
+        return Ok(inherited);
+    }
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// Serves the app until a signal, drains with `deadline`, and returns the outcome.
 /// Prints `listening on <addr>` once the listener and the signal handlers are in
 /// place; at the end, one `still running: ...` line per forced straggler (with
@@ -187,6 +199,9 @@ where
         .grace_period(deadline)
         .drain_delay(drain_delay_from_env())
         .signals(signals);
+    // Tells systemd about readiness and the drain, if it started us.
+    #[cfg(feature = "systemd")]
+    let server = server.notify_systemd();
     let shutdown = server.shutdown();
     println!(
         "listening on {}",

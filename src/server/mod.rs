@@ -72,6 +72,9 @@ pub struct Server<R, L: Listener> {
     signals: Option<SignalTask>,
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
+    /// Whether to tell systemd about the lifecycle (`Server::notify_systemd`).
+    #[cfg(feature = "systemd")]
+    notify_systemd: bool,
     /// The health listener of the HTTP layer (`Server::health`).
     #[cfg(feature = "http1")]
     pub(crate) health: Option<L>,
@@ -108,6 +111,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             drain_delay: Duration::ZERO,
             signals: None,
             on_connection_error: None,
+            #[cfg(feature = "systemd")]
+            notify_systemd: false,
             #[cfg(feature = "http1")]
             health: None,
         }
@@ -193,6 +198,21 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
+    /// Tells systemd about this server's lifecycle through `sd_notify` (feature
+    /// `systemd`): `READY=1` when [`serve`](Server::serve) starts accepting,
+    /// `STOPPING=1` at the announcement, the drain's progress as `STATUS` once a
+    /// second, and `EXTEND_TIMEOUT_USEC` so that systemd's stop timeout does not
+    /// kill a drain still within its [grace period](Server::grace_period); see
+    /// [`systemd`](crate::systemd) for the exact messages.
+    ///
+    /// Sends nothing unless systemd started the process with `NOTIFY_SOCKET` (a
+    /// `Type=notify` service), and nothing on systems other than Linux.
+    #[cfg(feature = "systemd")]
+    pub fn notify_systemd(mut self) -> Self {
+        self.notify_systemd = true;
+        self
+    }
+
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     pub(crate) fn runtime(&self) -> &R {
         &self.runtime
@@ -231,6 +251,10 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             log::warning!("Server::health is served by serve_http and serve_tower only: closed");
         }
         let connections = Connections::new(self.max_connections);
+        #[cfg(feature = "systemd")]
+        let systemd = self.notify_systemd;
+        #[cfg(not(feature = "systemd"))]
+        let systemd = false;
         let Server {
             runtime,
             listener,
@@ -240,19 +264,36 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             ..
         } = self;
         let announced_at = std::sync::OnceLock::new();
-        let stop = stop_accepting(
-            &shutdown,
-            &runtime,
-            drain_delay.min(grace_period),
-            &announced_at,
+        // At the announcement, systemd hears it while the delay runs.
+        let stop = future::zip(
+            stop_accepting(
+                &shutdown,
+                &runtime,
+                drain_delay.min(grace_period),
+                &announced_at,
+            ),
+            async {
+                if systemd {
+                    shutdown.announced().await;
+                    #[cfg(feature = "systemd")]
+                    crate::systemd::stopping(shutdown.report().remaining, grace_period);
+                }
+            },
         );
+        let stop = async {
+            stop.await;
+        };
+        #[cfg(feature = "systemd")]
+        if systemd {
+            crate::systemd::ready();
+        }
         let listener_failure =
             accept_loop(&runtime, listener, &shutdown, &connections, stop, handler).await;
         shutdown.trigger();
         // What is left of the grace period (all of it if the loop ended on its own).
         let spent = announced_at.get().map_or(Duration::ZERO, Instant::elapsed);
         let deadline = grace_period.saturating_sub(spent);
-        let outcome = drain::drain(&runtime, &shutdown, deadline).await;
+        let outcome = drain::drain(&runtime, &shutdown, deadline, systemd).await;
         connections.all_ended().await;
         let failure = listener_failure.or_else(|| signal_failure.lock().ok()?.take());
         match failure {

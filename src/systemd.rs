@@ -1,0 +1,152 @@
+//! systemd integration (feature `systemd`): socket activation, and the server's
+//! lifecycle told to the service manager through `sd_notify`.
+//!
+//! Linux only; on other systems [`tcp_listener`] finds no socket and
+//! [`Server::notify_systemd`](crate::Server::notify_systemd) sends nothing.
+//!
+//! # Socket activation
+//!
+//! With a `.socket` unit, systemd binds the listening socket and passes it to the
+//! service (`LISTEN_FDS`, `LISTEN_PID`); [`tcp_listener`] takes it. Bind your own
+//! when there is none, so the same program runs with and without activation:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn listen() -> std::io::Result<tokio::net::TcpListener> {
+//! let listener = match wind_down::systemd::tcp_listener()? {
+//!     Some(inherited) => tokio::net::TcpListener::from_std(inherited)?,
+//!     None => tokio::net::TcpListener::bind("127.0.0.1:3000").await?,
+//! };
+//! # Ok(listener)
+//! # }
+//! ```
+//!
+//! On smol, `smol::net::TcpListener::try_from(inherited)` does the same.
+//!
+//! # Notifications
+//!
+//! A `Type=notify` service whose server has
+//! [`notify_systemd`](crate::Server::notify_systemd) sends, in this order:
+//!
+//! | when | message |
+//! |------|---------|
+//! | `serve` starts accepting | `READY=1` |
+//! | shutdown is announced (first signal) | `STOPPING=1`, `STATUS=stopping: N in flight`, `EXTEND_TIMEOUT_USEC` |
+//! | the drain starts, then once a second | `STATUS=draining: N still in flight`, `EXTEND_TIMEOUT_USEC` while within the grace period |
+//! | the drain ends | `STATUS=drained`, or `STATUS=forced: N still running` |
+//!
+//! Each `EXTEND_TIMEOUT_USEC` covers what is left of the [grace
+//! period](crate::Server::grace_period) plus [`EXIT_MARGIN`], so systemd's stop
+//! timeout (`TimeoutStopSec`) never kills a drain that is still allowed to run;
+//! once the grace period is over, the extensions stop and systemd's own timeout
+//! applies again. A failed notification (the manager went away) is reported as a
+//! debug event and otherwise ignored: it never disturbs serving or the drain.
+
+use std::io;
+use std::time::Duration;
+
+/// What every `EXTEND_TIMEOUT_USEC` adds to the time left in the grace period: the
+/// time the process has to exit after a forced drain (5 s).
+pub const EXIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// The first listening TCP socket passed by systemd's socket activation
+/// (`LISTEN_FDS` with `LISTEN_PID` naming this process, the first descriptor being
+/// 3), made non-blocking for an async listener; `None` when the process was not
+/// started that way.
+///
+/// Reads and then removes the `LISTEN_*` variables, so that child processes do not
+/// take the socket too: call it early in `main`, before other threads read the
+/// environment. A later call returns `None`.
+///
+/// # Errors
+///
+/// If the passed descriptor is not a listening TCP socket, or cannot be made
+/// non-blocking.
+pub fn tcp_listener() -> io::Result<Option<std::net::TcpListener>> {
+    #[cfg(target_os = "linux")]
+    {
+        let Some(listener) = listenfd::ListenFd::from_env().take_tcp_listener(0)? else {
+            return Ok(None);
+        };
+        listener.set_nonblocking(true)?;
+        Ok(Some(listener))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(None)
+}
+
+/// `READY=1`: the server is accepting.
+pub(crate) fn ready() {
+    send(&["READY=1".to_string(), "STATUS=serving".to_string()]);
+}
+
+/// `STOPPING=1` at the announcement, with `in_flight` watchers and `left` of the
+/// grace period.
+pub(crate) fn stopping(in_flight: usize, left: Duration) {
+    send(&[
+        "STOPPING=1".to_string(),
+        format!("STATUS=stopping: {in_flight} in flight"),
+        extend_timeout(left),
+    ]);
+}
+
+/// Drain progress: `in_flight` watchers left, and what is `left` of the grace
+/// period (`None` once it is over: no extension then).
+pub(crate) fn draining(in_flight: usize, left: Option<Duration>) {
+    let status = format!("STATUS=draining: {in_flight} still in flight");
+    match left {
+        Some(left) => send(&[status, extend_timeout(left)]),
+        None => send(&[status]),
+    }
+}
+
+/// The drain's end: drained, or forced with `remaining` watchers.
+pub(crate) fn drain_ended(remaining: Option<usize>) {
+    send(&[match remaining {
+        None => "STATUS=drained".to_string(),
+        Some(n) => format!("STATUS=forced: {n} still running"),
+    }]);
+}
+
+fn extend_timeout(left: Duration) -> String {
+    let usec = left.saturating_add(EXIT_MARGIN).as_micros();
+    format!("EXTEND_TIMEOUT_USEC={usec}")
+}
+
+/// Sends one datagram of `lines`; nothing without `NOTIFY_SOCKET`.
+fn send(lines: &[String]) {
+    #[cfg(target_os = "linux")]
+    {
+        let states: Vec<_> = lines
+            .iter()
+            .map(|line| sd_notify::NotifyState::Custom(line))
+            .collect();
+        if let Err(error) = sd_notify::notify(&states) {
+            crate::log::debug!("systemd notification failed: {error}");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = lines;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_cover_the_time_left_plus_the_exit_margin() {
+        assert_eq!(
+            extend_timeout(Duration::from_millis(1500)),
+            "EXTEND_TIMEOUT_USEC=6500000"
+        );
+        assert_eq!(
+            extend_timeout(Duration::ZERO),
+            "EXTEND_TIMEOUT_USEC=5000000"
+        );
+        // Beyond the 32 bits of microseconds (71 minutes) some clients assume.
+        assert_eq!(
+            extend_timeout(Duration::from_secs(86_400)),
+            "EXTEND_TIMEOUT_USEC=86405000000"
+        );
+    }
+}
