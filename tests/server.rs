@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use app::{AppBody, AppFuture};
-use hyper_util::server::conn::auto::HttpServerConnExec;
-use wind_down::hyper::{HyperRuntime, IntoHyperIo};
+
+use wind_down::hyper::{ConnExec, HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Phase, ServeError, Server, Shutdown, Signal, SignalSource};
 
 const HANG: Duration = Duration::from_secs(60);
@@ -76,6 +76,10 @@ struct Options {
     parent: Option<Shutdown>,
     /// A bound listener for `Server::health`, if set.
     health: Option<std::net::TcpListener>,
+    /// `Server::drain_delay`, if set.
+    drain_delay: Option<Duration>,
+    /// `Server::go_away_during_delay`.
+    go_away: bool,
 }
 
 /// Holds its `Arc` through a slow destructor (50 ms): a request cut short at a
@@ -119,6 +123,8 @@ impl Default for Options {
             errors: None,
             parent: None,
             health: None,
+            drain_delay: None,
+            go_away: true,
         }
     }
 }
@@ -137,7 +143,7 @@ where
     R: HyperRuntime,
     L: Listener<Addr = SocketAddr>,
     L::Io: IntoHyperIo,
-    R::Executor: HttpServerConnExec<AppFuture, AppBody>,
+    R::Executor: ConnExec<AppFuture, AppBody>,
 {
     let listener = Faulty {
         inner: listener,
@@ -147,7 +153,11 @@ where
         None => Server::new(runtime.clone(), listener),
         Some(parent) => Server::with_shutdown(runtime.clone(), listener, parent.child()),
     }
-    .grace_period(opts.deadline);
+    .grace_period(opts.deadline)
+    .go_away_during_delay(opts.go_away);
+    if let Some(delay) = opts.drain_delay {
+        server = server.drain_delay(delay);
+    }
     if let Some(health) = health {
         server = server.health(Faulty {
             inner: health,
@@ -301,6 +311,8 @@ per_runtime!(
     connection_errors_reach_the_callback,
     server_in_a_child_scope_stops_with_its_parent,
     health_listener_answers_through_the_drain_and_closes_after,
+    connections_go_away_during_the_drain_delay,
+    without_go_away_connections_stay_during_the_drain_delay,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -867,4 +879,198 @@ fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
     c.set_read_timeout(Some(HANG)).unwrap();
     let _ = c.read_to_string(&mut response);
     assert!(response.ends_with("slow 3000\n"), "{response:?}");
+}
+
+/// A response read off a raw HTTP/1 connection: its status line, whether it said
+/// `connection: close`, and its body (its `content-length` bytes).
+fn read_response(s: &mut TcpStream) -> (String, bool, String) {
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Bounded by HANG per read and by the response's size.
+    let (head, body_len) = loop {
+        let n = s.read(&mut buf).expect("no response");
+        assert!(n > 0, "closed before a response: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(got[..end].to_vec())
+                .unwrap()
+                .to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            got.drain(..end + 4);
+            break (head, len);
+        }
+    };
+    while got.len() < body_len {
+        let n = s.read(&mut buf).expect("body cut");
+        assert!(n > 0, "body cut");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let status = head.lines().next().unwrap().to_string();
+    let close = head.lines().any(|l| l == "connection: close");
+    (status, close, String::from_utf8(got).unwrap())
+}
+
+/// Whether the server closed `s` (EOF) before sending anything more.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(HANG)).unwrap();
+    matches!(s.read(&mut [0u8; 64]), Ok(0))
+}
+
+/// The app's `/stats` count of `/slow` requests in their handler.
+fn slow_in_handler(addr: SocketAddr) -> usize {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /stats HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let (_, _, body) = read_response(&mut s);
+    body.split("slow=").nth(1).unwrap().trim().parse().unwrap()
+}
+
+type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>;
+
+/// An HTTP/2 client connection; the task ends when the connection does.
+async fn h2_connect(addr: SocketAddr) -> (H2, tokio::task::JoinHandle<hyper::Result<()>>) {
+    let io = hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+async fn h2_get(send: &mut H2, path: &str) -> hyper::Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    send.ready().await?;
+    let request = hyper::Request::get(format!("http://127.0.0.1{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = send.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8(body.to_vec()).unwrap()))
+}
+
+/// The clients' runtime: its worker drives the HTTP/2 connections between calls.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// During the drain delay (ended here by the trigger, so nothing depends on its
+/// length) the server still accepts and serves, and tells every connection to go
+/// away: HTTP/1 responses say `connection: close` and the connection closes after
+/// them, on keep-alive connections from before the announcement and on new ones;
+/// HTTP/2 connections, old and new, get GOAWAY and end once their streams are done;
+/// requests in flight at the announcement complete.
+fn connections_go_away_during_the_drain_delay<H: Harness>() {
+    let (addr, shutdown, done) = H::start(Options {
+        drain_delay: Some(HANG * 10),
+        ..Options::default()
+    });
+    let rt = client_runtime();
+    // Before: keep-alive HTTP/1 and HTTP/2 connections, served normally.
+    let mut keep_alive = TcpStream::connect(addr).unwrap();
+    keep_alive.write_all(REQUEST).unwrap();
+    let (status, close, _) = read_response(&mut keep_alive);
+    assert_eq!((status.as_str(), close), ("http/1.1 200 ok", false));
+    let (mut h2, h2_conn) = rt.block_on(h2_connect(addr));
+    assert_eq!(rt.block_on(h2_get(&mut h2, "/")).unwrap().0, 200);
+    // In flight at the announcement: one slow request on each protocol.
+    let mut slow_h1 = TcpStream::connect(addr).unwrap();
+    slow_h1
+        .write_all(b"GET /slow/1000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let slow_h2 = {
+        let mut h2 = h2.clone();
+        rt.spawn(async move { h2_get(&mut h2, "/slow/1000").await })
+    };
+    let start = std::time::Instant::now();
+    while slow_in_handler(addr) < 2 {
+        assert!(start.elapsed() < HANG, "the slow requests never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    shutdown.announce();
+
+    // The keep-alive connection's next response says close, and it closes.
+    keep_alive.write_all(REQUEST).unwrap();
+    let (status, close, body) = read_response(&mut keep_alive);
+    assert_eq!(
+        (status.as_str(), close, body.as_str()),
+        ("http/1.1 200 ok", true, "hello\n")
+    );
+    assert!(closed_by_server(&mut keep_alive));
+    // A connection accepted during the delay: served, and told to go.
+    let mut fresh = TcpStream::connect(addr).unwrap();
+    fresh.write_all(REQUEST).unwrap();
+    let (status, close, _) = read_response(&mut fresh);
+    assert_eq!((status.as_str(), close), ("http/1.1 200 ok", true));
+    assert!(closed_by_server(&mut fresh));
+    // In flight: completed, the HTTP/1 one with close.
+    let (status, close, body) = read_response(&mut slow_h1);
+    assert_eq!(
+        (status.as_str(), close, body.as_str()),
+        ("http/1.1 200 ok", true, "slow 1000\n")
+    );
+    let got = rt.block_on(slow_h2).unwrap().unwrap();
+    assert_eq!(got, (200, "slow 1000\n".to_string()));
+    // The HTTP/2 connection got GOAWAY: it ends, and takes no new request.
+    rt.block_on(async {
+        tokio::time::timeout(HANG, h2_conn)
+            .await
+            .expect("the HTTP/2 connection was never told to go away")
+            .unwrap()
+            .unwrap();
+    });
+    assert!(rt.block_on(h2_get(&mut h2, "/")).is_err());
+    // A new HTTP/2 connection: served, then told to go.
+    let (mut h2, h2_conn) = rt.block_on(h2_connect(addr));
+    assert_eq!(
+        rt.block_on(h2_get(&mut h2, "/")).unwrap(),
+        (200, "hello\n".to_string())
+    );
+    rt.block_on(async {
+        tokio::time::timeout(HANG, h2_conn)
+            .await
+            .expect("a new HTTP/2 connection was never told to go away")
+            .unwrap()
+            .unwrap();
+    });
+    // All of it during the delay: the listener is still open.
+    assert_eq!(shutdown.phase(), Phase::Announced);
+    assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
+}
+
+/// With `go_away_during_delay(false)`, connections are left alone during the
+/// delay: keep-alive responses do not say close, HTTP/2 connections take new
+/// requests; the trigger then drains them.
+fn without_go_away_connections_stay_during_the_drain_delay<H: Harness>() {
+    let (addr, shutdown, done) = H::start(Options {
+        drain_delay: Some(HANG * 10),
+        go_away: false,
+        ..Options::default()
+    });
+    let rt = client_runtime();
+    let mut keep_alive = TcpStream::connect(addr).unwrap();
+    let (mut h2, h2_conn) = rt.block_on(h2_connect(addr));
+    assert_eq!(rt.block_on(h2_get(&mut h2, "/")).unwrap().0, 200);
+    shutdown.announce();
+    for _ in 0..2 {
+        keep_alive.write_all(REQUEST).unwrap();
+        let (status, close, _) = read_response(&mut keep_alive);
+        assert_eq!((status.as_str(), close), ("http/1.1 200 ok", false));
+        assert_eq!(rt.block_on(h2_get(&mut h2, "/")).unwrap().0, 200);
+    }
+    assert_eq!(shutdown.phase(), Phase::Announced);
+    assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
+    assert!(closed_by_server(&mut keep_alive));
+    rt.block_on(async { tokio::time::timeout(HANG, h2_conn).await.unwrap() })
+        .unwrap()
+        .unwrap();
 }

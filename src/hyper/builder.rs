@@ -15,9 +15,13 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use pin_project_lite::pin_project;
 
+#[cfg(feature = "http2")]
+use super::go_away::GoAwayFuture;
+use super::go_away::{GoAway, Leave, Leaving};
 #[cfg(feature = "http1")]
 use super::runtime::HEADER_READ_TIMEOUT;
 use super::runtime::{BoxError, HyperRuntime};
+use crate::coordinator::Shutdown;
 use crate::coordinator::watch::GracefulConnection;
 
 #[cfg(all(feature = "http1", feature = "http2", not(feature = "hyper")))]
@@ -32,11 +36,17 @@ compile_error!(
 
 /// What a runtime's hyper executor must do to serve a service whose future is `F`
 /// and whose body is `B`, for the protocols the features enable: spawn HTTP/2
-/// streams (with `http2`), nothing more for HTTP/1 alone. Implemented for every
+/// streams (with `http2`) of the service, alone or as the server serves it
+/// ([`GoAwayFuture`]); nothing more for HTTP/1 alone. Implemented for every
 /// executor that can; you never implement it.
 #[cfg(feature = "hyper")]
 pub trait ConnExec<F, B: Body>:
-    hyper_util::server::conn::auto::HttpServerConnExec<F, B> + Clone + Send + Sync + 'static
+    hyper_util::server::conn::auto::HttpServerConnExec<F, B>
+    + hyper_util::server::conn::auto::HttpServerConnExec<GoAwayFuture<F>, B>
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -44,16 +54,27 @@ pub trait ConnExec<F, B: Body>:
 impl<T, F, B> ConnExec<F, B> for T
 where
     B: Body,
-    T: hyper_util::server::conn::auto::HttpServerConnExec<F, B> + Clone + Send + Sync + 'static,
+    T: hyper_util::server::conn::auto::HttpServerConnExec<F, B>
+        + hyper_util::server::conn::auto::HttpServerConnExec<GoAwayFuture<F>, B>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
 }
 
 /// What a runtime's hyper executor must do to serve a service whose future is `F`
-/// and whose body is `B` over HTTP/2: spawn its streams. Implemented for every
-/// executor that can; you never implement it.
+/// and whose body is `B` over HTTP/2: spawn its streams, alone or as the server
+/// serves it ([`GoAwayFuture`]). Implemented for every executor that can; you
+/// never implement it.
 #[cfg(all(feature = "http2", not(feature = "http1")))]
 pub trait ConnExec<F, B: Body>:
-    hyper::rt::bounds::Http2ServerConnExec<F, B> + Clone + Send + Sync + 'static
+    hyper::rt::bounds::Http2ServerConnExec<F, B>
+    + hyper::rt::bounds::Http2ServerConnExec<GoAwayFuture<F>, B>
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -61,7 +82,12 @@ pub trait ConnExec<F, B: Body>:
 impl<T, F, B> ConnExec<F, B> for T
 where
     B: Body,
-    T: hyper::rt::bounds::Http2ServerConnExec<F, B> + Clone + Send + Sync + 'static,
+    T: hyper::rt::bounds::Http2ServerConnExec<F, B>
+        + hyper::rt::bounds::Http2ServerConnExec<GoAwayFuture<F>, B>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
 {
 }
 
@@ -127,6 +153,29 @@ impl<E: Clone> Http<E> {
             .serve_connection_with_upgrades(io, service)
             .into_owned()
     }
+
+    /// Serves `service` on `io` for [`Server`](crate::Server): going away at the
+    /// announcement of `going_away`, if any (see `go_away.rs`).
+    pub(crate) fn serve_for_server<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+        going_away: Option<&Shutdown>,
+    ) -> Leaving<hyper_util::server::conn::auto::UpgradeableConnection<'static, I, GoAway<S>, E>>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Future: 'static,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+        E: ConnExec<S::Future, B>,
+    {
+        let leave = Leave::new(going_away, false);
+        let service = GoAway::new(service, leave.clone());
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        Leaving::new(conn.into_owned(), leave)
+    }
 }
 
 #[cfg(all(feature = "http1", not(feature = "hyper")))]
@@ -163,6 +212,27 @@ impl<E: Clone> Http<E> {
     {
         self.builder.serve_connection(io, service).with_upgrades()
     }
+
+    /// Serves `service` on `io` for [`Server`](crate::Server): going away at the
+    /// announcement of `going_away`, if any (see `go_away.rs`).
+    pub(crate) fn serve_for_server<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+        going_away: Option<&Shutdown>,
+    ) -> Leaving<hyper::server::conn::http1::UpgradeableConnection<I, GoAway<S>>>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+    {
+        let leave = Leave::new(going_away, false);
+        let service = GoAway::new(service, leave.clone());
+        let conn = self.builder.serve_connection(io, service).with_upgrades();
+        Leaving::new(conn, leave)
+    }
 }
 
 #[cfg(all(feature = "http2", not(feature = "http1")))]
@@ -195,6 +265,29 @@ impl<E: Clone> Http<E> {
         E: ConnExec<S::Future, B>,
     {
         self.builder.serve_connection(io, service)
+    }
+
+    /// Serves `service` on `io` for [`Server`](crate::Server): going away at the
+    /// announcement of `going_away`, if any (see `go_away.rs`).
+    pub(crate) fn serve_for_server<I, S, B>(
+        &self,
+        io: I,
+        service: S,
+        going_away: Option<&Shutdown>,
+    ) -> Leaving<hyper::server::conn::http2::Connection<I, GoAway<S>, E>>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>>,
+        S::Future: 'static,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: Read + Write + Unpin + Send + 'static,
+        E: ConnExec<S::Future, B>,
+    {
+        // Every connection is HTTP/2.
+        let leave = Leave::new(going_away, true);
+        let service = GoAway::new(service, leave.clone());
+        Leaving::new(self.builder.serve_connection(io, service), leave)
     }
 }
 

@@ -32,6 +32,7 @@ use hyper::{Request, Response};
 use hyper_util::server::conn::auto;
 
 mod builder;
+mod go_away;
 #[cfg(feature = "http1")]
 mod health;
 mod reported;
@@ -41,6 +42,7 @@ mod tower;
 use hyper_util::service::TowerToHyperServiceFuture;
 
 pub use self::builder::{ConnExec, Http};
+pub use self::go_away::GoAwayFuture;
 #[cfg(feature = "http1")]
 use self::health::alongside;
 use self::reported::Reported;
@@ -61,7 +63,9 @@ where
     /// Serves `service` over HTTP/1 and HTTP/2 with [`Http::new`]'s settings; see
     /// [`Server::serve`]. On shutdown, HTTP/1 connections finish their in-flight
     /// request and answer it with `connection: close`, idle ones close at once, and
-    /// HTTP/2 connections send GOAWAY and finish their open streams.
+    /// HTTP/2 connections send GOAWAY and finish their open streams. During a
+    /// [drain delay](Server::drain_delay), connections are told to go away while
+    /// the server still accepts: see [`Server::go_away_during_delay`].
     pub async fn serve_http<S, B>(self, service: S) -> Result<Outcome, ServeError>
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -91,8 +95,9 @@ where
         B::Error: Into<BoxError>,
         R::Executor: ConnExec<S::Future, B>,
     {
+        let going_away = self.going_away();
         self.serve_reported(move |io: L::Io, _| {
-            http.serve_connection(io.into_hyper_io(), service.clone())
+            http.serve_for_server(io.into_hyper_io(), service.clone(), going_away.as_ref())
         })
         .await
     }
@@ -138,8 +143,10 @@ where
         R::Executor: ConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
     {
         let http = Http::new(self.runtime());
+        let going_away = self.going_away();
         self.serve_reported(move |io: L::Io, peer: L::Addr| {
-            TowerConnection::new(make.clone(), peer, io.into_hyper_io(), http.clone())
+            let io = io.into_hyper_io();
+            TowerConnection::new(make.clone(), peer, io, http.clone(), going_away.clone())
         })
         .await
     }

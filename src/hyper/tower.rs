@@ -17,6 +17,7 @@ use tower_service::Service;
 use super::builder::Http;
 use super::builder::{ConnExec, ErrInto};
 use super::runtime::BoxError;
+use crate::coordinator::Shutdown;
 use crate::coordinator::watch::GracefulConnection;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -49,8 +50,14 @@ enum State {
 
 impl TowerConnection {
     /// Makes the service with `make` for `peer` (readiness first, then the call),
-    /// then serves `io` with it.
-    pub(crate) fn new<M, A, I, S, B, E>(mut make: M, peer: A, io: I, http: Http<E>) -> Self
+    /// then serves `io` with it, going away at the announcement of `going_away`.
+    pub(crate) fn new<M, A, I, S, B, E>(
+        mut make: M,
+        peer: A,
+        io: I,
+        http: Http<E>,
+        going_away: Option<Shutdown>,
+    ) -> Self
     where
         M: Service<A, Response = S> + Send + 'static,
         M::Future: Send + 'static,
@@ -70,7 +77,9 @@ impl TowerConnection {
                 .await
                 .map_err(Into::into)?;
             let service = make.call(peer).await.map_err(Into::into)?;
-            let conn = ErrInto::new(http.serve_connection(io, TowerToHyperService::new(service)));
+            let service = TowerToHyperService::new(service);
+            let conn = http.serve_for_server(io, service, going_away.as_ref());
+            let conn = ErrInto::new(conn);
             Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
         });
         TowerConnection {

@@ -72,6 +72,8 @@ pub struct Server<R, L: Listener> {
     signals: Option<SignalTask>,
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    go_away: bool,
     /// Whether to tell systemd about the lifecycle (`Server::notify_systemd`).
     #[cfg(feature = "systemd")]
     notify_systemd: bool,
@@ -111,6 +113,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             drain_delay: Duration::ZERO,
             signals: None,
             on_connection_error: None,
+            go_away: true,
             #[cfg(feature = "systemd")]
             notify_systemd: false,
             #[cfg(feature = "http1")]
@@ -158,12 +161,32 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// [announced](Shutdown::announce) (by the first signal, or by the application),
     /// then triggers the drain. Meanwhile [`Shutdown::is_ready`] is already `false`,
     /// so a load balancer polling a readiness endpoint can deregister the instance
-    /// before the listener closes. Connections are not asked to close during the
-    /// delay. A [`Shutdown::trigger`] or a second signal ends the delay at once.
+    /// before the listener closes, and the HTTP layer tells clients to go away
+    /// ([`go_away_during_delay`](Server::go_away_during_delay), on by default).
+    /// A [`Shutdown::trigger`] or a second signal ends the delay at once.
     /// The delay is part of the [grace period](Server::grace_period). Defaults to
     /// zero: the drain starts at the announcement.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
+        self
+    }
+
+    /// Whether the HTTP layer ([`serve_http`](Server::serve_http),
+    /// [`serve_tower`](Server::serve_tower)) tells connections to go away from the
+    /// announcement on, while the [drain delay](Server::drain_delay) still accepts
+    /// and serves: every HTTP/1 response completed from then on says `connection:
+    /// close` (but an upgrade's 101), and every HTTP/2 connection gets GOAWAY (its
+    /// open streams finish) once it made its first request. Connections accepted
+    /// during the delay are served the same way; nothing is refused. Clients that
+    /// follow the protocol reconnect, and by then the load balancer sends them to
+    /// another instance. Idle HTTP/1 connections stay open until the trigger, so a
+    /// request already on its way is not cut.
+    ///
+    /// On by default; `false` leaves connections alone until the trigger.
+    /// Connections served by [`serve`](Server::serve) are asked to close at the
+    /// trigger only, whatever this says.
+    pub fn go_away_during_delay(mut self, go_away: bool) -> Self {
+        self.go_away = go_away;
         self
     }
 
@@ -216,6 +239,13 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     pub(crate) fn runtime(&self) -> &R {
         &self.runtime
+    }
+
+    /// The coordinator whose announcement tells the HTTP layer's connections to go
+    /// away, if they should.
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    pub(crate) fn going_away(&self) -> Option<Shutdown> {
+        self.go_away.then(|| self.shutdown.clone())
     }
 
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
@@ -338,6 +368,7 @@ impl<R, L: Listener> fmt::Debug for Server<R, L> {
             .field("max_connections", &self.max_connections)
             .field("grace_period", &self.grace_period)
             .field("drain_delay", &self.drain_delay)
+            .field("go_away_during_delay", &self.go_away)
             .field("signals", &self.signals.is_some())
             .finish_non_exhaustive()
     }

@@ -1,0 +1,186 @@
+//! Going away while still accepting: from the announcement on (the drain delay),
+//! every connection of the HTTP layer is told to leave, while the listener keeps
+//! accepting and nothing is refused (see [`Server::go_away_during_delay`]).
+//!
+//! Invariants:
+//! - an HTTP/1 response completed after the announcement says `connection: close`
+//!   (but for an upgrade's `101 Switching Protocols`),
+//!   so hyper closes its connection once it is written; a request in flight or
+//!   still to come on a connection is served, never cut;
+//! - an HTTP/2 connection (known from its first request, or from an HTTP/2-only
+//!   builder) is asked for a graceful shutdown (GOAWAY, open streams finish) once,
+//!   on its first poll after both the announcement and its first request;
+//! - an idle HTTP/1 connection is left open until the trigger: closing it at the
+//!   announcement would race a request already on its way;
+//! - with the option off, nothing changes until the trigger.
+//!
+//! [`Server::go_away_during_delay`]: crate::Server::go_away_during_delay
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
+use hyper::service::Service;
+use hyper::{Request, Response, StatusCode, Version};
+use pin_project_lite::pin_project;
+
+use crate::coordinator::Shutdown;
+use crate::coordinator::wait::Wait;
+use crate::coordinator::watch::GracefulConnection;
+
+/// One connection's part in going away: the coordinator, and whether the
+/// connection speaks HTTP/2.
+#[derive(Debug)]
+pub(crate) struct Leave {
+    /// `None` with the option off.
+    shutdown: Option<Shutdown>,
+    http2: AtomicBool,
+}
+
+impl Leave {
+    /// A connection's part; `http2` when its builder serves HTTP/2 only.
+    pub(crate) fn new(shutdown: Option<&Shutdown>, http2: bool) -> Arc<Leave> {
+        Arc::new(Leave {
+            shutdown: shutdown.cloned(),
+            http2: AtomicBool::new(http2),
+        })
+    }
+
+    fn announced(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| !s.is_ready())
+    }
+}
+
+/// A service served by [`Server`](crate::Server)'s HTTP layer: its HTTP/1
+/// responses say `connection: close` once shutdown is announced.
+#[derive(Debug)]
+pub(crate) struct GoAway<S> {
+    inner: S,
+    leave: Arc<Leave>,
+}
+
+impl<S> GoAway<S> {
+    pub(crate) fn new(inner: S, leave: Arc<Leave>) -> Self {
+        GoAway { inner, leave }
+    }
+}
+
+impl<S, B> Service<Request<Incoming>> for GoAway<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = GoAwayFuture<S::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let http1 = request.version() < Version::HTTP_2;
+        if !http1 {
+            self.leave.http2.store(true, Ordering::Relaxed);
+        }
+        GoAwayFuture {
+            inner: self.inner.call(request),
+            leave: http1.then(|| self.leave.clone()),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of a service served by [`Server`](crate::Server)'s HTTP
+    /// layer: the service's own, whose HTTP/1 response says `connection: close`
+    /// when it completes after shutdown was announced (see
+    /// [`Server::go_away_during_delay`](crate::Server::go_away_during_delay)).
+    #[derive(Debug)]
+    pub struct GoAwayFuture<F> {
+        #[pin]
+        inner: F,
+        // For an HTTP/1 request only.
+        leave: Option<Arc<Leave>>,
+    }
+}
+
+impl<F, B, E> Future for GoAwayFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(leave)) = (&mut response, this.leave.as_ref()) {
+            // An upgrade (a WebSocket) keeps its `connection: upgrade`.
+            if leave.announced() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+        Poll::Ready(response)
+    }
+}
+
+pin_project! {
+    /// A connection of the HTTP layer that, once it is known to be HTTP/2, sends
+    /// GOAWAY at the announcement.
+    pub(crate) struct Leaving<C> {
+        #[pin]
+        conn: C,
+        leave: Arc<Leave>,
+        announced: Option<Wait>,
+        // Graceful shutdown was asked (here or by the trigger).
+        asked: bool,
+    }
+}
+
+impl<C> Leaving<C> {
+    pub(crate) fn new(conn: C, leave: Arc<Leave>) -> Self {
+        let announced = leave.shutdown.as_ref().map(Shutdown::announced);
+        Leaving {
+            conn,
+            leave,
+            announced,
+            asked: false,
+        }
+    }
+}
+
+impl<C: GracefulConnection> Future for Leaving<C> {
+    type Output = C::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let mut this = self.project();
+        // At most two rounds: the second after asking for the GOAWAY.
+        loop {
+            if let Poll::Ready(output) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(output);
+            }
+            // Its first request (made during the poll above) tells HTTP/2.
+            if *this.asked || !this.leave.http2.load(Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+            let Some(announced) = this.announced.as_mut() else {
+                return Poll::Pending;
+            };
+            if Pin::new(announced).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            *this.asked = true;
+            this.conn.as_mut().graceful_shutdown();
+        }
+    }
+}
+
+impl<C: GracefulConnection> GracefulConnection for Leaving<C> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        let this = self.project();
+        if !*this.asked {
+            *this.asked = true;
+            this.conn.graceful_shutdown();
+        }
+    }
+}
