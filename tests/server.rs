@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use app::{AppBody, AppFuture};
+use app::AppFuture;
 
-use wind_down::hyper::{ConnExec, HyperRuntime, IntoHyperIo};
+use wind_down::hyper::{HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Phase, ServeError, Server, Shutdown, Signal, SignalSource};
 
 const HANG: Duration = Duration::from_secs(60);
@@ -143,7 +143,6 @@ where
     R: HyperRuntime,
     L: Listener<Addr = SocketAddr>,
     L::Io: IntoHyperIo,
-    R::Executor: ConnExec<AppFuture, AppBody>,
 {
     let listener = Faulty {
         inner: listener,
@@ -308,6 +307,7 @@ per_runtime!(
     signal_source_error_drains_and_is_returned,
     signal_source_panic_drains_and_is_returned,
     serve_returns_only_when_every_connection_let_go,
+    serve_returns_only_when_every_http2_stream_let_go,
     connection_errors_reach_the_callback,
     server_in_a_child_scope_stops_with_its_parent,
     health_listener_answers_through_the_drain_and_closes_after,
@@ -1073,4 +1073,50 @@ fn without_go_away_connections_stay_during_the_drain_delay<H: Harness>() {
     rt.block_on(async { tokio::time::timeout(HANG, h2_conn).await.unwrap() })
         .unwrap()
         .unwrap();
+}
+
+/// Like the HTTP/1 case, with five HTTP/2 streams on one connection: hyper runs
+/// each stream as a task of its own, and those too have let go of the service's
+/// state when a forced `serve_http` returns.
+fn serve_returns_only_when_every_http2_stream_let_go<H: Harness>() {
+    let held = Arc::new(());
+    let count_at_return = Arc::new(AtomicUsize::new(0));
+    let (addr, shutdown, done) = H::start(Options {
+        held: Some((held.clone(), count_at_return.clone())),
+        deadline: Duration::from_millis(200),
+        ..Options::default()
+    });
+    let rt = client_runtime();
+    let (h2, _conn) = rt.block_on(h2_connect(addr));
+    let streams: Vec<_> = (0..5)
+        .map(|_| {
+            let mut h2 = h2.clone();
+            rt.spawn(async move { h2_get(&mut h2, "/slow/60000").await })
+        })
+        .collect();
+    // This test's own, the harness's probe, the server's service, the
+    // connection's copy of it, and one per stream in flight.
+    let in_flight = 1 + 1 + 1 + 1 + 5;
+    let start = std::time::Instant::now();
+    while Arc::strong_count(&held) < in_flight && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        Arc::strong_count(&held),
+        in_flight,
+        "five streams in flight"
+    );
+    let outcome = finish(&shutdown, &done).unwrap();
+    assert_eq!(outcome.remaining(), 1, "{outcome}");
+    assert_eq!(
+        count_at_return.load(Ordering::SeqCst),
+        2,
+        "a stream still held the service's state when serve returned"
+    );
+    for stream in streams {
+        assert!(
+            rt.block_on(stream).unwrap().is_err(),
+            "a forced stream completed"
+        );
+    }
 }

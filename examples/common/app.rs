@@ -26,7 +26,7 @@ use http_body::{Body, Frame};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
-use wind_down::hyper::{ConnExec, HyperRuntime, IntoHyperIo};
+use wind_down::hyper::{HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Server, Shutdown, SignalSource};
 
 /// The response body: a whole message, or a stream that never ends.
@@ -193,7 +193,6 @@ where
     L::Io: IntoHyperIo,
     L::Addr: Display,
     S: SignalSource,
-    R::Executor: ConnExec<AppFuture, AppBody>,
 {
     let server = Server::new(runtime.clone(), listener)
         .grace_period(deadline)

@@ -1,8 +1,8 @@
 //! [`Http`]: the connection builder for the protocols the features enable:
 //! hyper-util's `auto` builder, detecting HTTP/1 or HTTP/2 per connection
 //! (feature `hyper`); hyper's HTTP/1 builder (feature `http1` alone); or its HTTP/2
-//! builder (feature `http2` alone). [`ConnExec`] names what the runtime's executor
-//! must do for them.
+//! builder (feature `http2` alone). HTTP/2 streams are spawned through a
+//! [`StreamExec`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,12 +15,12 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use pin_project_lite::pin_project;
 
-#[cfg(feature = "http2")]
-use super::go_away::GoAwayFuture;
 use super::go_away::{GoAway, Leave, Leaving};
 #[cfg(feature = "http1")]
 use super::runtime::HEADER_READ_TIMEOUT;
 use super::runtime::{BoxError, HyperRuntime};
+#[cfg(feature = "http2")]
+use super::streams::{BoxTask, StreamExec};
 use crate::coordinator::Shutdown;
 use crate::coordinator::watch::GracefulConnection;
 
@@ -34,82 +34,17 @@ compile_error!(
     "wind-down: `hyper-base` is shared by `hyper`, `http1` and `http2`: enable one of those"
 );
 
-/// What a runtime's hyper executor must do to serve a service whose future is `F`
-/// and whose body is `B`, for the protocols the features enable: spawn HTTP/2
-/// streams (with `http2`) of the service, alone or as the server serves it
-/// ([`GoAwayFuture`]); nothing more for HTTP/1 alone. Implemented for every
-/// executor that can; you never implement it.
-#[cfg(feature = "hyper")]
-pub trait ConnExec<F, B: Body>:
-    hyper_util::server::conn::auto::HttpServerConnExec<F, B>
-    + hyper_util::server::conn::auto::HttpServerConnExec<GoAwayFuture<F>, B>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-#[cfg(feature = "hyper")]
-impl<T, F, B> ConnExec<F, B> for T
-where
-    B: Body,
-    T: hyper_util::server::conn::auto::HttpServerConnExec<F, B>
-        + hyper_util::server::conn::auto::HttpServerConnExec<GoAwayFuture<F>, B>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-}
-
-/// What a runtime's hyper executor must do to serve a service whose future is `F`
-/// and whose body is `B` over HTTP/2: spawn its streams, alone or as the server
-/// serves it ([`GoAwayFuture`]). Implemented for every executor that can; you
-/// never implement it.
-#[cfg(all(feature = "http2", not(feature = "http1")))]
-pub trait ConnExec<F, B: Body>:
-    hyper::rt::bounds::Http2ServerConnExec<F, B>
-    + hyper::rt::bounds::Http2ServerConnExec<GoAwayFuture<F>, B>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-#[cfg(all(feature = "http2", not(feature = "http1")))]
-impl<T, F, B> ConnExec<F, B> for T
-where
-    B: Body,
-    T: hyper::rt::bounds::Http2ServerConnExec<F, B>
-        + hyper::rt::bounds::Http2ServerConnExec<GoAwayFuture<F>, B>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-}
-
-/// What a runtime's hyper executor must do for HTTP/1 alone: nothing. Implemented
-/// for every executor; you never implement it.
-#[cfg(all(feature = "http1", not(feature = "hyper")))]
-pub trait ConnExec<F, B>: Clone + Send + Sync + 'static {}
-
-#[cfg(all(feature = "http1", not(feature = "hyper")))]
-impl<T, F, B> ConnExec<F, B> for T where T: Clone + Send + Sync + 'static {}
-
 /// The connection builder, set up for a runtime; clone it freely.
 #[derive(Clone, Debug)]
 pub struct Http<E> {
     #[cfg(feature = "hyper")]
-    builder: hyper_util::server::conn::auto::Builder<E>,
+    builder: hyper_util::server::conn::auto::Builder<StreamExec<E>>,
     #[cfg(all(feature = "http1", not(feature = "hyper")))]
     builder: hyper::server::conn::http1::Builder,
     #[cfg(all(feature = "http1", not(feature = "hyper")))]
     _executor: std::marker::PhantomData<E>,
     #[cfg(all(feature = "http2", not(feature = "http1")))]
-    builder: hyper::server::conn::http2::Builder<E>,
+    builder: hyper::server::conn::http2::Builder<StreamExec<E>>,
 }
 
 #[cfg(feature = "hyper")]
@@ -117,7 +52,8 @@ impl<E: Clone> Http<E> {
     /// A builder serving HTTP/1 and HTTP/2 (detected per connection) with
     /// `runtime`'s executor and timer, and [`HEADER_READ_TIMEOUT`] for HTTP/1.
     pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
-        let mut builder = hyper_util::server::conn::auto::Builder::new(runtime.hyper_executor());
+        let mut builder =
+            hyper_util::server::conn::auto::Builder::new(StreamExec(runtime.hyper_executor()));
         builder
             .http1()
             .timer(runtime.hyper_timer())
@@ -129,7 +65,7 @@ impl<E: Clone> Http<E> {
     /// The underlying builder (hyper-util's `auto::Builder` with feature `hyper`;
     /// hyper's `http1::Builder` or `http2::Builder` with one protocol), to tune it:
     /// header limits, HTTP/2 keep-alive, `http2_only`.
-    pub fn builder_mut(&mut self) -> &mut hyper_util::server::conn::auto::Builder<E> {
+    pub fn builder_mut(&mut self) -> &mut hyper_util::server::conn::auto::Builder<StreamExec<E>> {
         &mut self.builder
     }
 
@@ -139,15 +75,17 @@ impl<E: Clone> Http<E> {
         &self,
         io: I,
         service: S,
-    ) -> hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, E>
+    ) -> hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, StreamExec<E>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
-        S::Future: 'static,
         S::Error: Into<BoxError>,
         B: Body + 'static,
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
-        E: ConnExec<S::Future, B>,
+        S::Future: Send + 'static,
+        B: Send,
+        B::Data: Send,
+        E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
         self.builder
             .serve_connection_with_upgrades(io, service)
@@ -161,15 +99,19 @@ impl<E: Clone> Http<E> {
         io: I,
         service: S,
         going_away: Option<&Shutdown>,
-    ) -> Leaving<hyper_util::server::conn::auto::UpgradeableConnection<'static, I, GoAway<S>, E>>
+    ) -> Leaving<
+        hyper_util::server::conn::auto::UpgradeableConnection<'static, I, GoAway<S>, StreamExec<E>>,
+    >
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
-        S::Future: 'static,
         S::Error: Into<BoxError>,
         B: Body + 'static,
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
-        E: ConnExec<S::Future, B>,
+        S::Future: Send + 'static,
+        B: Send,
+        B::Data: Send,
+        E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
         let leave = Leave::new(going_away, false);
         let service = GoAway::new(service, leave.clone());
@@ -239,13 +181,14 @@ impl<E: Clone> Http<E> {
 impl<E: Clone> Http<E> {
     /// A builder serving HTTP/2 with `runtime`'s executor and timer.
     pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {
-        let mut builder = hyper::server::conn::http2::Builder::new(runtime.hyper_executor());
+        let mut builder =
+            hyper::server::conn::http2::Builder::new(StreamExec(runtime.hyper_executor()));
         builder.timer(runtime.hyper_timer());
         Http { builder }
     }
 
     /// The underlying builder, to tune it (stream limits, keep-alive).
-    pub fn builder_mut(&mut self) -> &mut hyper::server::conn::http2::Builder<E> {
+    pub fn builder_mut(&mut self) -> &mut hyper::server::conn::http2::Builder<StreamExec<E>> {
         &mut self.builder
     }
 
@@ -254,15 +197,17 @@ impl<E: Clone> Http<E> {
         &self,
         io: I,
         service: S,
-    ) -> hyper::server::conn::http2::Connection<I, S, E>
+    ) -> hyper::server::conn::http2::Connection<I, S, StreamExec<E>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
-        S::Future: 'static,
         S::Error: Into<BoxError>,
         B: Body + 'static,
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
-        E: ConnExec<S::Future, B>,
+        S::Future: Send + 'static,
+        B: Send,
+        B::Data: Send,
+        E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
         self.builder.serve_connection(io, service)
     }
@@ -274,15 +219,17 @@ impl<E: Clone> Http<E> {
         io: I,
         service: S,
         going_away: Option<&Shutdown>,
-    ) -> Leaving<hyper::server::conn::http2::Connection<I, GoAway<S>, E>>
+    ) -> Leaving<hyper::server::conn::http2::Connection<I, GoAway<S>, StreamExec<E>>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
-        S::Future: 'static,
         S::Error: Into<BoxError>,
         B: Body + 'static,
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
-        E: ConnExec<S::Future, B>,
+        S::Future: Send + 'static,
+        B: Send,
+        B::Data: Send,
+        E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
         // Every connection is HTTP/2.
         let leave = Leave::new(going_away, true);

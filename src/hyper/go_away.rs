@@ -95,7 +95,7 @@ pin_project! {
     /// when it completes after shutdown was announced (see
     /// [`Server::go_away_during_delay`](crate::Server::go_away_during_delay)).
     #[derive(Debug)]
-    pub struct GoAwayFuture<F> {
+    pub(crate) struct GoAwayFuture<F> {
         #[pin]
         inner: F,
         // For an HTTP/1 request only.

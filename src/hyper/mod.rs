@@ -37,17 +37,16 @@ mod go_away;
 mod health;
 mod reported;
 pub(crate) mod runtime;
+mod streams;
 mod tower;
 
-use hyper_util::service::TowerToHyperServiceFuture;
-
-pub use self::builder::{ConnExec, Http};
-pub use self::go_away::GoAwayFuture;
+pub use self::builder::Http;
 #[cfg(feature = "http1")]
 use self::health::alongside;
 use self::reported::Reported;
 use self::runtime::BoxError;
 pub use self::runtime::{HEADER_READ_TIMEOUT, HyperRuntime, IntoHyperIo};
+pub use self::streams::{BoxTask, StreamExec};
 use self::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
 use crate::coordinator::watch::GracefulConnection;
@@ -74,7 +73,6 @@ where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
-        R::Executor: ConnExec<S::Future, B>,
     {
         let http = Http::new(self.runtime());
         self.serve_http_with(http, service).await
@@ -93,7 +91,6 @@ where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
-        R::Executor: ConnExec<S::Future, B>,
     {
         let going_away = self.going_away();
         self.serve_reported(move |io: L::Io, _| {
@@ -140,13 +137,18 @@ where
         B: Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
-        R::Executor: ConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
     {
         let http = Http::new(self.runtime());
         let going_away = self.going_away();
         self.serve_reported(move |io: L::Io, peer: L::Addr| {
             let io = io.into_hyper_io();
-            TowerConnection::new(make.clone(), peer, io, http.clone(), going_away.clone())
+            TowerConnection::new::<_, _, _, _, _, R>(
+                make.clone(),
+                peer,
+                io,
+                http.clone(),
+                going_away.clone(),
+            )
         })
         .await
     }

@@ -16,7 +16,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What hyper needs from a runtime: an executor for HTTP/2 streams and a timer.
 pub trait HyperRuntime: Runtime {
-    /// The executor given to hyper's HTTP/2 connections.
+    /// The executor given to hyper's HTTP/2 connections (wrapped in a
+    /// [`StreamExec`](super::StreamExec)): it spawns boxed tasks.
+    #[cfg(feature = "http2")]
+    type Executor: hyper::rt::Executor<super::BoxTask> + Clone + Send + Sync + 'static;
+    /// The executor given to hyper (unused by HTTP/1 alone).
+    #[cfg(not(feature = "http2"))]
     type Executor: Clone + Send + Sync + 'static;
     /// The timer given to hyper.
     type Timer: hyper::rt::Timer + Clone + Send + Sync + 'static;

@@ -11,12 +11,12 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper::rt::{Read, Write};
 use hyper::{Request, Response};
-use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
+use hyper_util::service::TowerToHyperService;
 use tower_service::Service;
 
+use super::builder::ErrInto;
 use super::builder::Http;
-use super::builder::{ConnExec, ErrInto};
-use super::runtime::BoxError;
+use super::runtime::{BoxError, HyperRuntime};
 use crate::coordinator::Shutdown;
 use crate::coordinator::watch::GracefulConnection;
 
@@ -51,11 +51,11 @@ enum State {
 impl TowerConnection {
     /// Makes the service with `make` for `peer` (readiness first, then the call),
     /// then serves `io` with it, going away at the announcement of `going_away`.
-    pub(crate) fn new<M, A, I, S, B, E>(
+    pub(crate) fn new<M, A, I, S, B, R>(
         mut make: M,
         peer: A,
         io: I,
-        http: Http<E>,
+        http: Http<R::Executor>,
         going_away: Option<Shutdown>,
     ) -> Self
     where
@@ -70,7 +70,7 @@ impl TowerConnection {
         B::Data: Send,
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
-        E: ConnExec<TowerToHyperServiceFuture<S, Request<Incoming>>, B>,
+        R: HyperRuntime,
     {
         let making = Box::pin(async move {
             futures_lite::future::poll_fn(|cx| make.poll_ready(cx))

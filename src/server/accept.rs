@@ -19,6 +19,7 @@ use crate::coordinator::watch::GracefulConnection;
 use crate::log;
 use crate::server::runtime::{Listener, Runtime};
 use crate::server::slots::Connections;
+use crate::server::task::TaskScope;
 
 /// What to do after a failed `accept`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,11 +178,12 @@ where
                 backoff.reset();
                 let label = format!("{addr:?}");
                 let conn = shutdown.watch(handler(io, addr)).with_label(label);
-                let place = connections.enter();
-                runtime.spawn(async move {
+                // The place is given back when the task and whatever it spawned
+                // in its scope (HTTP/2 streams) have ended.
+                let scope = TaskScope::new(connections.enter(), shutdown.clone());
+                runtime.spawn(scope.enclose(async move {
                     let _ = conn.await;
-                    drop(place);
-                });
+                }));
             }
             Some(Err(error)) => {
                 let class = classify(&error);

@@ -4,6 +4,7 @@
 //! - `accept.rs`: the accept step, its error classes and back-off;
 //! - `drain.rs`: the drain step;
 //! - `slots.rs`: live connection tasks and the connection limit;
+//! - `task.rs`: the scope of a connection task, shared by the tasks it spawns;
 //! - `signal.rs`: signal sources; `runtime.rs`: what a runtime and listener supply.
 
 pub(crate) mod accept;
@@ -11,6 +12,7 @@ mod drain;
 pub(crate) mod runtime;
 pub(crate) mod signal;
 mod slots;
+pub(crate) mod task;
 
 use std::fmt;
 use std::future::Future;
@@ -47,9 +49,10 @@ type SignalTask = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 /// 2. drops the listener, so its address can be bound again immediately;
 /// 3. waits for every watcher to finish within what is left of the [grace
 ///    period](Server::grace_period), then forces what is left;
-/// 4. waits for every connection task to end, so that when `serve` returns no
-///    connection of this server holds anything (a service's state, a database
-///    pool) any more.
+/// 4. waits for every connection task to end, with the tasks a connection spawned
+///    while it was polled (the HTTP layer's HTTP/2 streams), which a forced drain
+///    drops with their connection: when `serve` returns, no connection of this
+///    server holds anything (a service's state, a database pool) any more.
 ///
 /// Accept errors never stop the loop unless the listener itself is broken, and
 /// never make it spin:
