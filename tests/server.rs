@@ -313,6 +313,8 @@ per_runtime!(
     health_listener_answers_through_the_drain_and_closes_after,
     connections_go_away_during_the_drain_delay,
     without_go_away_connections_stay_during_the_drain_delay,
+    event_streams_end_cleanly_at_the_trigger,
+    an_endless_stream_is_forced_at_the_deadline_and_named,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -1119,4 +1121,112 @@ fn serve_returns_only_when_every_http2_stream_let_go<H: Harness>() {
             "a forced stream completed"
         );
     }
+}
+
+/// Reads from `s` until `pattern` has arrived; returns everything read.
+fn read_until(s: &mut TcpStream, pattern: &str) -> String {
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Bounded by HANG per read.
+    while !String::from_utf8_lossy(&got).contains(pattern) {
+        let n = s.read(&mut buf).expect("nothing more arrived");
+        assert!(
+            n > 0,
+            "closed before {pattern:?}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+/// Twenty event streams wrapped in `EndAtTrigger` (the app's `/events`, which
+/// finds the server's coordinator in its request's extensions): ten HTTP/1
+/// responses and ten HTTP/2 streams on one connection. At the trigger each ends
+/// cleanly with its final event (a chunked body's terminator; an HTTP/2 stream
+/// ended, not reset), and the drain completes instead of waiting for the
+/// one-hour deadline.
+fn event_streams_end_cleanly_at_the_trigger<H: Harness>() {
+    let (addr, shutdown, done) = H::start(Options {
+        deadline: Duration::from_secs(3600),
+        ..Options::default()
+    });
+    let mut h1: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /events HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            let head = read_until(&mut c, "tick\n");
+            assert!(head.contains("text/event-stream"), "{head}");
+            c
+        })
+        .collect();
+    let rt = client_runtime();
+    let (h2, _conn) = rt.block_on(h2_connect(addr));
+    let (started, first_events) = mpsc::channel();
+    let h2_streams: Vec<_> = (0..10)
+        .map(|_| {
+            let (mut h2, started) = (h2.clone(), started.clone());
+            rt.spawn(async move {
+                use http_body_util::BodyExt;
+                h2.ready().await?;
+                let request = hyper::Request::get("http://127.0.0.1/events")
+                    .body(http_body_util::Empty::new())
+                    .unwrap();
+                let mut body = h2.send_request(request).await?.into_body();
+                let mut got = Vec::new();
+                // Bounded by the stream's end.
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        if got.is_empty() {
+                            started.send(()).unwrap();
+                        }
+                        got.extend_from_slice(&data);
+                    }
+                }
+                hyper::Result::Ok(String::from_utf8(got).unwrap())
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        first_events
+            .recv_timeout(HANG)
+            .expect("an HTTP/2 stream never started");
+    }
+    shutdown.trigger();
+    let outcome = done.recv_timeout(HANG).expect("the streams held the drain");
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
+    for mut c in h1.drain(..) {
+        let mut rest = String::new();
+        c.set_read_timeout(Some(HANG)).unwrap();
+        c.read_to_string(&mut rest).unwrap();
+        assert!(rest.contains("event: shutdown\ndata: bye\n\n"), "{rest:?}");
+        assert!(rest.ends_with("\r\n0\r\n\r\n"), "not a clean end: {rest:?}");
+    }
+    for stream in h2_streams {
+        let body = rt.block_on(stream).unwrap().expect("the stream was reset");
+        assert_eq!(body, "tick\nevent: shutdown\ndata: bye\n\n");
+    }
+}
+
+/// An endless stream that does not end at the trigger (the app's `/stream`) holds
+/// the drain to the deadline, is forced, and is named (by its peer) in the report.
+fn an_endless_stream_is_forced_at_the_deadline_and_named<H: Harness>() {
+    let (addr, shutdown, done) = H::start(Options {
+        deadline: Duration::from_millis(300),
+        ..Options::default()
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /stream HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    read_until(&mut c, "tick\n");
+    let outcome = finish(&shutdown, &done).unwrap();
+    let report = outcome.report().expect("forced");
+    assert_eq!(report.remaining, 1, "{outcome}");
+    assert_eq!(report.stragglers.len(), 1, "{outcome}");
+    assert_eq!(
+        report.stragglers[0].label,
+        c.local_addr().unwrap().to_string()
+    );
 }

@@ -5,6 +5,8 @@
 // - `GET /`          -> "hello\n"
 // - `GET /slow/<ms>` -> waits <ms> milliseconds on the runtime's timer, then "slow <ms>\n"
 // - `GET /stream`    -> a streaming body that sends one chunk and never ends
+// - `GET /events`    -> server-sent events: a `tick` chunk, then nothing
+//                       until the trigger ends the stream with `event: shutdown`
 // - `GET /stats`     -> "watchers=<n> slow=<n>": the server's live watchers (when
 //                       known) and the `/slow` requests now waiting
 // - `GET /ready`     -> 200 "ready" while serving normally, 503 "draining" once
@@ -26,13 +28,15 @@ use http_body::{Body, Frame};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
-use wind_down::hyper::{HyperRuntime, IntoHyperIo};
+use wind_down::hyper::{EndAtTrigger, HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Server, Shutdown, SignalSource};
 
-/// The response body: a whole message, or a stream that never ends.
+/// The response body: a whole message, a stream that never ends, or one that
+/// ends at the trigger.
 pub enum AppBody {
     Full(Option<Bytes>),
     Endless { sent_first: bool },
+    Events(Box<EndAtTrigger<AppBody>>),
 }
 
 impl Body for AppBody {
@@ -41,7 +45,7 @@ impl Body for AppBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             AppBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -51,11 +55,16 @@ impl Body for AppBody {
             }
             // Never ready, never woken: a stream that stalls forever.
             AppBody::Endless { .. } => Poll::Pending,
+            AppBody::Events(events) => Pin::new(&mut **events).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, AppBody::Full(None))
+        match self {
+            AppBody::Full(data) => data.is_none(),
+            AppBody::Endless { .. } => false,
+            AppBody::Events(events) => events.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -64,6 +73,7 @@ impl Body for AppBody {
                 http_body::SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             AppBody::Endless { .. } => http_body::SizeHint::default(),
+            AppBody::Events(events) => events.size_hint(),
         }
     }
 }
@@ -131,6 +141,21 @@ async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response
     }
     if path == "/stream" {
         return Response::new(AppBody::Endless { sent_first: false });
+    }
+    if path == "/events" {
+        // The server's coordinator comes with the request.
+        let Some(shutdown) = req.extensions().get::<Shutdown>() else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "no coordinator\n".into());
+        };
+        let ticks = AppBody::Endless { sent_first: false };
+        let events = EndAtTrigger::new(ticks, shutdown)
+            .with_final_chunk(Bytes::from_static(b"event: shutdown\ndata: bye\n\n"));
+        let mut response = Response::new(AppBody::Events(Box::new(events)));
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/event-stream"),
+        );
+        return response;
     }
     if let Some(ms) = path
         .strip_prefix("/slow/")

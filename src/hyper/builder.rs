@@ -92,13 +92,15 @@ impl<E: Clone> Http<E> {
             .into_owned()
     }
 
-    /// Serves `service` on `io` for [`Server`](crate::Server): going away at the
-    /// announcement of `going_away`, if any (see `go_away.rs`).
+    /// Serves `service` on `io` for [`Server`](crate::Server), whose coordinator is
+    /// `shutdown`: its requests carry it, and the connection goes away at its
+    /// announcement if `go_away` (see `go_away.rs`).
     pub(crate) fn serve_for_server<I, S, B>(
         &self,
         io: I,
         service: S,
-        going_away: Option<&Shutdown>,
+        shutdown: &Shutdown,
+        go_away: bool,
     ) -> Leaving<
         hyper_util::server::conn::auto::UpgradeableConnection<'static, I, GoAway<S>, StreamExec<E>>,
     >
@@ -113,7 +115,7 @@ impl<E: Clone> Http<E> {
         B::Data: Send,
         E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
-        let leave = Leave::new(going_away, false);
+        let leave = Leave::new(shutdown, go_away, false);
         let service = GoAway::new(service, leave.clone());
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         Leaving::new(conn.into_owned(), leave)
@@ -155,13 +157,15 @@ impl<E: Clone> Http<E> {
         self.builder.serve_connection(io, service).with_upgrades()
     }
 
-    /// Serves `service` on `io` for [`Server`](crate::Server): going away at the
-    /// announcement of `going_away`, if any (see `go_away.rs`).
+    /// Serves `service` on `io` for [`Server`](crate::Server), whose coordinator is
+    /// `shutdown`: its requests carry it, and the connection goes away at its
+    /// announcement if `go_away` (see `go_away.rs`).
     pub(crate) fn serve_for_server<I, S, B>(
         &self,
         io: I,
         service: S,
-        going_away: Option<&Shutdown>,
+        shutdown: &Shutdown,
+        go_away: bool,
     ) -> Leaving<hyper::server::conn::http1::UpgradeableConnection<I, GoAway<S>>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
@@ -170,7 +174,7 @@ impl<E: Clone> Http<E> {
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
     {
-        let leave = Leave::new(going_away, false);
+        let leave = Leave::new(shutdown, go_away, false);
         let service = GoAway::new(service, leave.clone());
         let conn = self.builder.serve_connection(io, service).with_upgrades();
         Leaving::new(conn, leave)
@@ -212,13 +216,15 @@ impl<E: Clone> Http<E> {
         self.builder.serve_connection(io, service)
     }
 
-    /// Serves `service` on `io` for [`Server`](crate::Server): going away at the
-    /// announcement of `going_away`, if any (see `go_away.rs`).
+    /// Serves `service` on `io` for [`Server`](crate::Server), whose coordinator is
+    /// `shutdown`: its requests carry it, and the connection goes away at its
+    /// announcement if `go_away` (see `go_away.rs`).
     pub(crate) fn serve_for_server<I, S, B>(
         &self,
         io: I,
         service: S,
-        going_away: Option<&Shutdown>,
+        shutdown: &Shutdown,
+        go_away: bool,
     ) -> Leaving<hyper::server::conn::http2::Connection<I, GoAway<S>, StreamExec<E>>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
@@ -232,7 +238,7 @@ impl<E: Clone> Http<E> {
         E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
         // Every connection is HTTP/2.
-        let leave = Leave::new(going_away, true);
+        let leave = Leave::new(shutdown, go_away, true);
         let service = GoAway::new(service, leave.clone());
         Leaving::new(self.builder.serve_connection(io, service), leave)
     }

@@ -12,7 +12,9 @@
 //!   on its first poll after both the announcement and its first request;
 //! - an idle HTTP/1 connection is left open until the trigger: closing it at the
 //!   announcement would race a request already on its way;
-//! - with the option off, nothing changes until the trigger.
+//! - with the option off, nothing changes until the trigger;
+//! - every request carries the server's [`Shutdown`] in its extensions, for
+//!   handlers (guards, upgraded sessions, [`EndAtTrigger`](super::EndAtTrigger)).
 //!
 //! [`Server::go_away_during_delay`]: crate::Server::go_away_during_delay
 
@@ -32,31 +34,33 @@ use crate::coordinator::Shutdown;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
 
-/// One connection's part in going away: the coordinator, and whether the
-/// connection speaks HTTP/2.
+/// One connection's part in going away: the server's coordinator, whether to go
+/// away at its announcement, and whether the connection speaks HTTP/2.
 #[derive(Debug)]
 pub(crate) struct Leave {
-    /// `None` with the option off.
-    shutdown: Option<Shutdown>,
+    shutdown: Shutdown,
+    go_away: bool,
     http2: AtomicBool,
 }
 
 impl Leave {
     /// A connection's part; `http2` when its builder serves HTTP/2 only.
-    pub(crate) fn new(shutdown: Option<&Shutdown>, http2: bool) -> Arc<Leave> {
+    pub(crate) fn new(shutdown: &Shutdown, go_away: bool, http2: bool) -> Arc<Leave> {
         Arc::new(Leave {
-            shutdown: shutdown.cloned(),
+            shutdown: shutdown.clone(),
+            go_away,
             http2: AtomicBool::new(http2),
         })
     }
 
     fn announced(&self) -> bool {
-        self.shutdown.as_ref().is_some_and(|s| !s.is_ready())
+        self.go_away && !self.shutdown.is_ready()
     }
 }
 
-/// A service served by [`Server`](crate::Server)'s HTTP layer: its HTTP/1
-/// responses say `connection: close` once shutdown is announced.
+/// A service served by [`Server`](crate::Server)'s HTTP layer: each request
+/// carries the server's coordinator in its extensions, and HTTP/1 responses say
+/// `connection: close` once shutdown is announced (if going away).
 #[derive(Debug)]
 pub(crate) struct GoAway<S> {
     inner: S,
@@ -77,7 +81,8 @@ where
     type Error = S::Error;
     type Future = GoAwayFuture<S::Future>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.leave.shutdown.clone());
         let http1 = request.version() < Version::HTTP_2;
         if !http1 {
             self.leave.http2.store(true, Ordering::Relaxed);
@@ -139,7 +144,7 @@ pin_project! {
 
 impl<C> Leaving<C> {
     pub(crate) fn new(conn: C, leave: Arc<Leave>) -> Self {
-        let announced = leave.shutdown.as_ref().map(Shutdown::announced);
+        let announced = leave.go_away.then(|| leave.shutdown.announced());
         Leaving {
             conn,
             leave,

@@ -31,6 +31,7 @@ use hyper::{Request, Response};
 #[cfg(feature = "hyper")]
 use hyper_util::server::conn::auto;
 
+mod body;
 mod builder;
 mod go_away;
 #[cfg(feature = "http1")]
@@ -40,6 +41,7 @@ pub(crate) mod runtime;
 mod streams;
 mod tower;
 
+pub use self::body::EndAtTrigger;
 pub use self::builder::Http;
 #[cfg(feature = "http1")]
 use self::health::alongside;
@@ -65,6 +67,13 @@ where
     /// HTTP/2 connections send GOAWAY and finish their open streams. During a
     /// [drain delay](Server::drain_delay), connections are told to go away while
     /// the server still accepts: see [`Server::go_away_during_delay`].
+    ///
+    /// Each request carries the server's [`Shutdown`](crate::Shutdown) in its
+    /// extensions (`request.extensions().get::<Shutdown>()`; axum's
+    /// `Extension<Shutdown>`), for handlers: a [guard](crate::Shutdown::guard) or
+    /// [`track`](crate::Shutdown::track) for work that outlives the response (an
+    /// upgraded WebSocket session), [`triggered`](crate::Shutdown::triggered) to
+    /// say goodbye, and [`EndAtTrigger`] for streaming bodies.
     pub async fn serve_http<S, B>(self, service: S) -> Result<Outcome, ServeError>
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -92,9 +101,10 @@ where
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let going_away = self.going_away();
+        let (shutdown, go_away) = (self.shutdown(), self.goes_away());
         self.serve_reported(move |io: L::Io, _| {
-            http.serve_for_server(io.into_hyper_io(), service.clone(), going_away.as_ref())
+            let io = io.into_hyper_io();
+            http.serve_for_server(io, service.clone(), &shutdown, go_away)
         })
         .await
     }
@@ -139,7 +149,7 @@ where
         B::Error: Into<BoxError>,
     {
         let http = Http::new(self.runtime());
-        let going_away = self.going_away();
+        let (shutdown, go_away) = (self.shutdown(), self.goes_away());
         self.serve_reported(move |io: L::Io, peer: L::Addr| {
             let io = io.into_hyper_io();
             TowerConnection::new::<_, _, _, _, _, R>(
@@ -147,7 +157,8 @@ where
                 peer,
                 io,
                 http.clone(),
-                going_away.clone(),
+                shutdown.clone(),
+                go_away,
             )
         })
         .await

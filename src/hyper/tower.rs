@@ -50,13 +50,15 @@ enum State {
 
 impl TowerConnection {
     /// Makes the service with `make` for `peer` (readiness first, then the call),
-    /// then serves `io` with it, going away at the announcement of `going_away`.
+    /// then serves `io` with it for the server whose coordinator is `shutdown`,
+    /// going away at its announcement if `go_away`.
     pub(crate) fn new<M, A, I, S, B, R>(
         mut make: M,
         peer: A,
         io: I,
         http: Http<R::Executor>,
-        going_away: Option<Shutdown>,
+        shutdown: Shutdown,
+        go_away: bool,
     ) -> Self
     where
         M: Service<A, Response = S> + Send + 'static,
@@ -78,7 +80,7 @@ impl TowerConnection {
                 .map_err(Into::into)?;
             let service = make.call(peer).await.map_err(Into::into)?;
             let service = TowerToHyperService::new(service);
-            let conn = http.serve_for_server(io, service, going_away.as_ref());
+            let conn = http.serve_for_server(io, service, &shutdown, go_away);
             let conn = ErrInto::new(conn);
             Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
         });

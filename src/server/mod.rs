@@ -244,11 +244,10 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         &self.runtime
     }
 
-    /// The coordinator whose announcement tells the HTTP layer's connections to go
-    /// away, if they should.
+    /// Whether the HTTP layer's connections go away at the announcement.
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
-    pub(crate) fn going_away(&self) -> Option<Shutdown> {
-        self.go_away.then(|| self.shutdown.clone())
+    pub(crate) fn goes_away(&self) -> bool {
+        self.go_away
     }
 
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
