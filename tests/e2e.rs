@@ -478,6 +478,7 @@ per_runtime!(
     drain_delay_serves_while_readiness_says_draining,
     unused_signals_do_not_swallow_sigterm,
     third_signal_ends_a_hanging_cleanup,
+    a_signal_after_a_clean_drain_ends_a_hanging_cleanup,
     an_unused_signals_leaves_the_drain_to_the_servers,
 );
 
@@ -1079,6 +1080,41 @@ fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
     let (status, _) = server.wait();
     assert_eq!(status.code(), Some(143), "{status:?}");
     let _ = read_to_close(&mut stream);
+}
+
+/// A clean drain (SIGINT, nothing in flight) whose cleanup then hangs: the next
+/// SIGINT ends the process at once, with SIGINT's default exit status; the
+/// server no longer needs it.
+fn a_signal_after_a_clean_drain_ends_a_hanging_cleanup(runtime: &str) {
+    let mut server = Server::start_with(
+        runtime,
+        Duration::from_secs(30),
+        Launch {
+            env: &[("WIND_DOWN_E2E_CLEANUP", "hang")],
+            ..Launch::default()
+        },
+        |_| {},
+    );
+    assert_eq!(request(server.addr, "/").0, "HTTP/1.1 200 OK");
+    server.signal("INT");
+    let start = Instant::now();
+    loop {
+        let line = server
+            .lines
+            .recv_timeout(HANG)
+            .expect("the child never reached its cleanup");
+        if line.contains("outcome: ") {
+            assert!(line.ends_with("outcome: drained"), "{line}");
+        }
+        if line.contains("cleaning up") {
+            break;
+        }
+        assert!(start.elapsed() < HANG, "no cleanup");
+    }
+    assert!(server.is_running(), "the cleanup is hanging");
+    server.signal("INT");
+    let (status, _) = server.wait();
+    assert_eq!(status.code(), Some(130), "{status:?}");
 }
 
 /// An unused `Signals` next to the server's: SIGTERM is the server's, whose drain

@@ -42,6 +42,9 @@ where
     /// one stays. Its connections are not the server's in-flight work. The plain
     /// [`serve`](Server::serve) has no HTTP layer: it closes this listener at once
     /// (with a warning event, feature `tracing`).
+    ///
+    /// Probes speak HTTP/1, so this needs the `hyper` or `http1` feature (an
+    /// HTTP/2-only build has no health listener).
     pub fn health(mut self, listener: L) -> Self {
         self.health = Some(listener);
         self

@@ -27,15 +27,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-#[cfg(not(windows))]
-use std::sync::atomic::AtomicU8;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::server::runtime::{Listener, Runtime};
-#[cfg(not(windows))]
-use crate::server::signal::run_fallback;
 use crate::server::signal::{Claim, Signal, SignalSource};
+#[cfg(not(windows))]
+use crate::server::signal::{ClaimState, run_fallback};
 
 #[cfg(feature = "hyper-base")]
 pub use hyper_glue::HyperExecutor;
@@ -167,9 +165,9 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 /// the default action's exit status (130 for SIGINT, 143 for SIGTERM) on a signal
 /// that no server or [`handle_signals`](crate::handle_signals) claimed within two
 /// seconds, on the third signal once claimed (the first drains, the second
-/// forces), also when cleanup after the drain hangs or the executor stopped (the
-/// count goes on after the server drops this value); but a source that is not
-/// claimed now leaves every signal to another, claimed `Signals` if there is one.
+/// forces), and on the next signal once the server is done with this value
+/// (drained or forced), also when cleanup after the drain hangs or the executor
+/// stopped; but a source that is not claimed now leaves every signal to another, claimed `Signals` if there is one.
 ///
 /// On Windows `async-signal` only supports Ctrl-C ([`Signal::Interrupt`]):
 /// Ctrl-Break, Ctrl-Close and Ctrl-Shutdown are not available on smol, and closing
@@ -194,7 +192,7 @@ impl Signals {
         #[cfg(not(windows))]
         {
             let mut own = async_signal::Signals::new(wanted)?;
-            let state: Arc<AtomicU8> = claim.share();
+            let state: Arc<ClaimState> = claim.share();
             std::thread::Builder::new()
                 .name("wind-down-signals".into())
                 .spawn(move || {
@@ -222,15 +220,19 @@ impl SignalSource for Signals {
 
     async fn recv(&mut self) -> io::Result<Signal> {
         use futures_lite::StreamExt;
-        match self.inner.next().await {
-            Some(Ok(async_signal::Signal::Int)) => Ok(Signal::Interrupt),
-            Some(Ok(async_signal::Signal::Term)) => Ok(Signal::Terminate),
-            Some(Ok(other)) => Err(io::Error::other(format!(
-                "async-signal delivered {other:?}, which was not registered"
-            ))),
-            Some(Err(error)) => Err(error),
-            None => Err(io::Error::other("the async-signal stream ended")),
-        }
+        let got = match self.inner.next().await {
+            Some(Ok(async_signal::Signal::Int)) => Signal::Interrupt,
+            Some(Ok(async_signal::Signal::Term)) => Signal::Terminate,
+            Some(Ok(other)) => {
+                return Err(io::Error::other(format!(
+                    "async-signal delivered {other:?}, which was not registered"
+                )));
+            }
+            Some(Err(error)) => return Err(error),
+            None => return Err(io::Error::other("the async-signal stream ended")),
+        };
+        self.claim.received();
+        Ok(got)
     }
 }
 

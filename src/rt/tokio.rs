@@ -19,10 +19,10 @@ use tokio::runtime::Handle;
 
 use crate::server::runtime::{Listener, Runtime};
 #[cfg(unix)]
+use crate::server::signal::ClaimState;
+#[cfg(unix)]
 use crate::server::signal::run_fallback;
 use crate::server::signal::{Claim, Signal, SignalSource};
-#[cfg(unix)]
-use std::sync::atomic::AtomicU8;
 
 /// A tokio runtime, by its [`Handle`].
 ///
@@ -112,8 +112,9 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::n
 /// ends the process with the default action's exit status (130 for SIGINT, 143
 /// for SIGTERM) on a signal that no server or [`handle_signals`](crate::handle_signals)
 /// claimed within two seconds, on the third signal once claimed (the first
-/// drains, the second forces), also when cleanup after the drain hangs (the count
-/// goes on after the server drops this value); but a source that is not claimed
+/// drains, the second forces), and on the next signal once the server is done
+/// with this value (drained or forced), also when cleanup after the drain hangs;
+/// but a source that is not claimed
 /// now leaves every signal to another, claimed `Signals` if there is one. On
 /// Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the process exits, and
 /// the system ends the process after a few seconds: keep the grace period short
@@ -181,7 +182,7 @@ fn closed() -> io::Error {
 
 /// Starts the fallback listener, with handlers registered before this returns.
 #[cfg(unix)]
-fn fallback(claim: Arc<AtomicU8>) -> io::Result<()> {
+fn fallback(claim: Arc<ClaimState>) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -236,7 +237,9 @@ impl SignalSource for Signals {
             ),
         )
         .await;
-        got.ok_or_else(closed)
+        let got = got.ok_or_else(closed)?;
+        self.claim.received();
+        Ok(got)
     }
 }
 

@@ -296,7 +296,15 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             ..
         } = self;
         let announced_at = std::sync::OnceLock::new();
-        // At the announcement, systemd hears it while the delay runs.
+        // systemd hears STOPPING once: at the announcement, while the delay runs,
+        // or when the loop ends without one (a listener failure).
+        let told_stopping = std::sync::atomic::AtomicBool::new(false);
+        let tell_stopping = || {
+            if systemd && !told_stopping.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                #[cfg(feature = "systemd")]
+                crate::systemd::stopping(shutdown.report().remaining, grace_period);
+            }
+        };
         let stop = future::zip(
             stop_accepting(
                 &shutdown,
@@ -307,8 +315,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             async {
                 if systemd {
                     shutdown.announced().await;
-                    #[cfg(feature = "systemd")]
-                    crate::systemd::stopping(shutdown.report().remaining, grace_period);
+                    tell_stopping();
                 }
             },
         );
@@ -322,6 +329,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         let listener_failure =
             accept_loop(&runtime, listener, &shutdown, &connections, stop, handler).await;
         shutdown.trigger();
+        tell_stopping();
         // What is left of the grace period (all of it if the loop ended on its own).
         let spent = announced_at.get().map_or(Duration::ZERO, Instant::elapsed);
         let deadline = grace_period.saturating_sub(spent);

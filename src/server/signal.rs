@@ -10,9 +10,10 @@
 //!   exit status (130 for SIGINT, 143 for SIGTERM), after a short wait for a claim:
 //!   a signal right after start-up still drains once the server takes the source;
 //! - once claimed, the first two deliveries are the server's (drain, then force),
-//!   and the third ends the process, also when cleanup after the drain hangs;
-//! - a source dropped after its claim keeps counting toward the third signal; one
-//!   dropped unclaimed ends the process at the next delivery;
+//!   and the third ends the process;
+//! - a source dropped after its claim (its server is done: drained, or forced)
+//!   ends the process at the next delivery, also when cleanup after the drain
+//!   hangs; one dropped unclaimed ends the process at the next delivery too;
 //! - but a source that is not claimed now leaves every delivery to a live,
 //!   claimed one, if the process has one (an unused `Signals` next to the
 //!   server's, or an old one next to a new server's).
@@ -22,7 +23,7 @@ use std::io;
 #[cfg(any(feature = "tokio", feature = "smol"))]
 use std::sync::Arc;
 #[cfg(any(feature = "tokio", feature = "smol"))]
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 #[cfg(any(feature = "tokio", feature = "smol"))]
 use std::time::Duration;
 
@@ -110,20 +111,34 @@ const RETIRED: u8 = 3;
 #[cfg(any(feature = "tokio", feature = "smol"))]
 static LIVE_CLAIMS: AtomicUsize = AtomicUsize::new(0);
 
-/// A `Signals`' claim, shared with its fallback listener: unclaimed, claimed, gone
-/// (dropped unclaimed) or retired (dropped after its claim).
+/// A `Signals`' claim, shared with its fallback listener: its state, and how many
+/// signals its owner received.
 #[cfg(any(feature = "tokio", feature = "smol"))]
 #[derive(Debug)]
-pub(crate) struct Claim(Arc<AtomicU8>);
+pub(crate) struct ClaimState {
+    /// Unclaimed, claimed, gone (dropped unclaimed) or retired (dropped after
+    /// its claim).
+    state: AtomicU8,
+    /// Signals the source's owner received (the server: drain, force).
+    received: AtomicU32,
+}
+
+/// The owner's side of a [`ClaimState`].
+#[cfg(any(feature = "tokio", feature = "smol"))]
+#[derive(Debug)]
+pub(crate) struct Claim(Arc<ClaimState>);
 
 #[cfg(any(feature = "tokio", feature = "smol"))]
 impl Claim {
     pub(crate) fn new() -> Claim {
-        Claim(Arc::new(AtomicU8::new(UNCLAIMED)))
+        Claim(Arc::new(ClaimState {
+            state: AtomicU8::new(UNCLAIMED),
+            received: AtomicU32::new(0),
+        }))
     }
 
     /// The state, for the fallback listener.
-    pub(crate) fn share(&self) -> Arc<AtomicU8> {
+    pub(crate) fn share(&self) -> Arc<ClaimState> {
         self.0.clone()
     }
 
@@ -131,10 +146,16 @@ impl Claim {
     pub(crate) fn claim(&self) {
         let claimed =
             self.0
+                .state
                 .compare_exchange(UNCLAIMED, CLAIMED, Ordering::AcqRel, Ordering::Acquire);
         if claimed.is_ok() {
             LIVE_CLAIMS.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Notes that the owner received a signal.
+    pub(crate) fn received(&self) {
+        self.0.received.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -143,11 +164,12 @@ impl Drop for Claim {
     fn drop(&mut self) {
         let retired =
             self.0
+                .state
                 .compare_exchange(CLAIMED, RETIRED, Ordering::AcqRel, Ordering::Acquire);
         if retired.is_ok() {
             LIVE_CLAIMS.fetch_sub(1, Ordering::AcqRel);
         } else {
-            self.0.store(GONE, Ordering::Release);
+            self.0.state.store(GONE, Ordering::Release);
         }
     }
 }
@@ -167,26 +189,30 @@ pub(crate) fn default_exit_status(signal: Signal) -> i32 {
 /// registration is gone. Returns only then; ends the process when the policy says
 /// so.
 #[cfg(any(feature = "tokio", feature = "smol"))]
-pub(crate) fn run_fallback(state: &AtomicU8, mut next: impl FnMut() -> Option<Signal>) {
+pub(crate) fn run_fallback(claim: &ClaimState, mut next: impl FnMut() -> Option<Signal>) {
     let mut heard = 0u32;
     // Bounded by the deliveries: each round consumes one.
     while let Some(signal) = next() {
         // An unclaimed source may be claimed (and even retired) while it waits.
-        let now = match state.load(Ordering::Acquire) {
-            UNCLAIMED => wait_for_claim(state),
+        let now = match claim.state.load(Ordering::Acquire) {
+            UNCLAIMED => wait_for_claim(&claim.state),
             now => now,
         };
         let others = LIVE_CLAIMS.load(Ordering::Acquire) > 0;
         let own = match now {
             CLAIMED => true,
             // Its server stopped listening (after its second signal, or when it
-            // was done): the count goes on, unless another source hears signals.
+            // was done), unless another source hears signals.
             RETIRED => !others,
             _ => false,
         };
         if own {
             heard += 1;
-            if heard >= 3 {
+            // Retired: nothing of the server is left to drain or force, once it
+            // received (and acted on) every signal it was going to. A delivery it
+            // received itself just before retiring is not this one's to end.
+            let after_retiring = now == RETIRED && heard > claim.received.load(Ordering::Acquire);
+            if heard >= 3 || after_retiring {
                 std::process::exit(default_exit_status(signal));
             }
         } else if LIVE_CLAIMS.load(Ordering::Acquire) == 0 {
