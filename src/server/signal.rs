@@ -13,7 +13,11 @@
 //!   and the third ends the process;
 //! - a source dropped after its claim (its server is done: drained, or forced)
 //!   ends the process at the next delivery, also when cleanup after the drain
-//!   hangs; one dropped unclaimed ends the process at the next delivery too;
+//!   hangs; one dropped unclaimed ends the process at the next delivery too.
+//!   Deliveries are counted by the fallback and by the source's owner apart (each
+//!   registration may coalesce two into one): a retiring source waits a moment
+//!   for the fallback to count what its owner received, so a delivery the server
+//!   acted on never ends the process afterwards;
 //! - but a source that is not claimed now leaves every delivery to a live,
 //!   claimed one, if the process has one (an unused `Signals` next to the
 //!   server's, or an old one next to a new server's).
@@ -23,7 +27,7 @@ use std::io;
 #[cfg(any(feature = "tokio", feature = "smol"))]
 use std::sync::Arc;
 #[cfg(any(feature = "tokio", feature = "smol"))]
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 #[cfg(any(feature = "tokio", feature = "smol"))]
 use std::time::Duration;
 
@@ -121,7 +125,38 @@ pub(crate) struct ClaimState {
     state: AtomicU8,
     /// Signals the source's owner received (the server: drain, force).
     received: AtomicU32,
+    /// Deliveries the fallback listener counted as the owner's.
+    heard: AtomicU32,
+    /// Whether a fallback listener is running.
+    listening: AtomicBool,
 }
+
+#[cfg(any(feature = "tokio", feature = "smol"))]
+impl ClaimState {
+    /// At the retirement: lets the fallback listener count the deliveries the
+    /// owner received (it normally has; it may lag a moment), so that the next
+    /// delivery is known to come after the owner was done. Two deliveries the
+    /// listener's registration coalesced into one are counted as what the owner
+    /// received.
+    fn catch_up(&self) {
+        const STEP: Duration = Duration::from_millis(1);
+        let received = self.received.load(Ordering::Acquire);
+        for _ in 0..CATCH_UP.as_millis() / STEP.as_millis() {
+            if !self.listening.load(Ordering::Acquire)
+                || self.heard.load(Ordering::Acquire) >= received
+            {
+                break;
+            }
+            std::thread::sleep(STEP);
+        }
+        self.heard.fetch_max(received, Ordering::AcqRel);
+    }
+}
+
+/// How long a retiring source waits for its fallback listener to count the
+/// deliveries its owner received.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+const CATCH_UP: Duration = Duration::from_millis(500);
 
 /// The owner's side of a [`ClaimState`].
 #[cfg(any(feature = "tokio", feature = "smol"))]
@@ -134,6 +169,8 @@ impl Claim {
         Claim(Arc::new(ClaimState {
             state: AtomicU8::new(UNCLAIMED),
             received: AtomicU32::new(0),
+            heard: AtomicU32::new(0),
+            listening: AtomicBool::new(false),
         }))
     }
 
@@ -167,6 +204,7 @@ impl Drop for Claim {
                 .state
                 .compare_exchange(CLAIMED, RETIRED, Ordering::AcqRel, Ordering::Acquire);
         if retired.is_ok() {
+            self.0.catch_up();
             LIVE_CLAIMS.fetch_sub(1, Ordering::AcqRel);
         } else {
             self.0.state.store(GONE, Ordering::Release);
@@ -190,7 +228,7 @@ pub(crate) fn default_exit_status(signal: Signal) -> i32 {
 /// so.
 #[cfg(any(feature = "tokio", feature = "smol"))]
 pub(crate) fn run_fallback(claim: &ClaimState, mut next: impl FnMut() -> Option<Signal>) {
-    let mut heard = 0u32;
+    claim.listening.store(true, Ordering::Release);
     // Bounded by the deliveries: each round consumes one.
     while let Some(signal) = next() {
         // An unclaimed source may be claimed (and even retired) while it waits.
@@ -207,7 +245,7 @@ pub(crate) fn run_fallback(claim: &ClaimState, mut next: impl FnMut() -> Option<
             _ => false,
         };
         if own {
-            heard += 1;
+            let heard = claim.heard.fetch_add(1, Ordering::AcqRel) + 1;
             // Retired: nothing of the server is left to drain or force, once it
             // received (and acted on) every signal it was going to. A delivery it
             // received itself just before retiring is not this one's to end.
@@ -220,6 +258,7 @@ pub(crate) fn run_fallback(claim: &ClaimState, mut next: impl FnMut() -> Option<
             std::process::exit(default_exit_status(signal));
         }
     }
+    claim.listening.store(false, Ordering::Release);
 }
 
 /// The source's state once it is no longer unclaimed, or after [`CLAIM_WAIT`].
