@@ -80,6 +80,9 @@ struct Options {
     drain_delay: Option<Duration>,
     /// `Server::go_away_during_delay`.
     go_away: bool,
+    /// Where to store the app's count of running WebSocket sessions at the moment
+    /// `serve_http` returns, if set.
+    sessions_at_return: Option<Arc<AtomicUsize>>,
 }
 
 /// Holds its `Arc` through a slow destructor (50 ms): a request cut short at a
@@ -125,6 +128,7 @@ impl Default for Options {
             health: None,
             drain_delay: None,
             go_away: true,
+            sessions_at_return: None,
         }
     }
 }
@@ -190,7 +194,8 @@ where
         .send((server.local_addr().unwrap(), server.shutdown()))
         .unwrap();
     let app = app::App::new(runtime);
-    match opts.held {
+    let sessions = app.sessions();
+    let result = match opts.held {
         None => server.serve_http(app).await,
         Some((held, count_at_return)) => {
             let probe = held.clone();
@@ -207,7 +212,11 @@ where
             count_at_return.store(Arc::strong_count(&probe), Ordering::SeqCst);
             result
         }
+    };
+    if let Some(at_return) = opts.sessions_at_return {
+        at_return.store(sessions.load(Ordering::SeqCst), Ordering::SeqCst);
     }
+    result
 }
 
 /// A runtime to run the server on, in a thread of its own.
@@ -315,6 +324,8 @@ per_runtime!(
     without_go_away_connections_stay_during_the_drain_delay,
     event_streams_end_cleanly_at_the_trigger,
     an_endless_stream_is_forced_at_the_deadline_and_named,
+    websocket_sessions_say_goodbye_and_the_drain_waits_for_them,
+    a_deaf_websocket_session_is_forced_and_named,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -928,7 +939,10 @@ fn slow_in_handler(addr: SocketAddr) -> usize {
     s.write_all(b"GET /stats HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
         .unwrap();
     let (_, _, body) = read_response(&mut s);
-    body.split("slow=").nth(1).unwrap().trim().parse().unwrap()
+    let slow = body
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("slow="));
+    slow.unwrap().parse().unwrap()
 }
 
 type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>;
@@ -1228,5 +1242,94 @@ fn an_endless_stream_is_forced_at_the_deadline_and_named<H: Harness>() {
     assert_eq!(
         report.stragglers[0].label,
         c.local_addr().unwrap().to_string()
+    );
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket client session on `path`, past one echoed message.
+async fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let url = format!("ws://127.0.0.1:{}{path}", addr.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    let echo = ws.next().await.unwrap().unwrap();
+    assert_eq!(echo, Message::text("hi"));
+    ws
+}
+
+/// Ten WebSocket sessions, tracked as part of their connections: at the trigger
+/// each receives Close 1001 ("going away"), the close handshake completes, and
+/// the drain waits for the sessions instead of the one-hour deadline; when
+/// `serve_http` returns, no session is running any more.
+fn websocket_sessions_say_goodbye_and_the_drain_waits_for_them<H: Harness>() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let sessions_at_return = Arc::new(AtomicUsize::new(usize::MAX));
+    let (addr, shutdown, done) = H::start(Options {
+        deadline: Duration::from_secs(3600),
+        sessions_at_return: Some(sessions_at_return.clone()),
+        ..Options::default()
+    });
+    let rt = client_runtime();
+    let clients: Vec<Ws> = (0..10)
+        .map(|_| rt.block_on(ws_connect(addr, "/ws")))
+        .collect();
+    assert!(
+        shutdown.report().remaining >= 10,
+        "the sessions are in flight"
+    );
+    shutdown.trigger();
+    let clients: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| {
+            rt.spawn(async move {
+                let goodbye = ws.next().await.expect("no goodbye").expect("broken");
+                // Reading on answers the Close and ends with the handshake.
+                let after = ws.next().await;
+                (goodbye, after.is_none())
+            })
+        })
+        .collect();
+    for client in clients {
+        let (goodbye, closed) = rt
+            .block_on(async { tokio::time::timeout(HANG, client).await })
+            .expect("hung")
+            .unwrap();
+        let Message::Close(Some(frame)) = goodbye else {
+            panic!("not a Close frame: {goodbye:?}");
+        };
+        assert_eq!(frame.code, CloseCode::Away);
+        assert!(closed, "the close handshake did not end the session");
+    }
+    let outcome = done
+        .recv_timeout(HANG)
+        .expect("the sessions held the drain");
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
+    assert_eq!(sessions_at_return.load(Ordering::SeqCst), 0);
+}
+
+/// A WebSocket session deaf to the trigger is forced at the deadline, named
+/// (`websocket`) in the report, and gone by the time `serve_http` returns.
+fn a_deaf_websocket_session_is_forced_and_named<H: Harness>() {
+    let sessions_at_return = Arc::new(AtomicUsize::new(usize::MAX));
+    let (addr, shutdown, done) = H::start(Options {
+        deadline: Duration::from_millis(300),
+        sessions_at_return: Some(sessions_at_return.clone()),
+        ..Options::default()
+    });
+    let rt = client_runtime();
+    let _client = rt.block_on(ws_connect(addr, "/ws/stubborn"));
+    let outcome = finish(&shutdown, &done).unwrap();
+    let report = outcome.report().expect("forced");
+    let labels: Vec<&str> = report.stragglers.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["websocket"], "{outcome}");
+    assert_eq!(
+        sessions_at_return.load(Ordering::SeqCst),
+        0,
+        "a session outlived serve"
     );
 }

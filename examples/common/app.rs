@@ -7,13 +7,22 @@
 // - `GET /stream`    -> a streaming body that sends one chunk and never ends
 // - `GET /events`    -> server-sent events: a `tick` chunk, then nothing
 //                       until the trigger ends the stream with `event: shutdown`
-// - `GET /stats`     -> "watchers=<n> slow=<n>": the server's live watchers (when
-//                       known) and the `/slow` requests now waiting
+// - `GET /ws`        -> a WebSocket echo session, tracked as part of its
+//                       connection: at the trigger it sends Close 1001 ("going
+//                       away") and ends after the close handshake
+// - `GET /ws/stubborn` -> the same session, deaf to the trigger: forced at the
+//                       deadline
+// - `GET /stats`     -> "watchers=<n> slow=<n> sessions=<n>": the server's live
+//                       watchers (when known), the `/slow` requests now waiting,
+//                       and the WebSocket sessions now running
 // - `GET /ready`     -> 200 "ready" while serving normally, 503 "draining" once
 //                       shutdown is announced (during the drain delay and after)
 // - anything else    -> 404
 
 #![allow(dead_code)]
+
+#[path = "websocket.rs"]
+mod websocket;
 
 use std::convert::Infallible;
 use std::fmt::Display;
@@ -86,6 +95,7 @@ pub struct App<R> {
     runtime: R,
     shutdown: Option<Shutdown>,
     slow: Arc<AtomicUsize>,
+    sessions: Arc<AtomicUsize>,
 }
 
 impl<R> App<R> {
@@ -94,7 +104,13 @@ impl<R> App<R> {
             runtime,
             shutdown: None,
             slow: Arc::default(),
+            sessions: Arc::default(),
         }
+    }
+
+    /// The count of WebSocket sessions now running (their futures not dropped).
+    pub fn sessions(&self) -> Arc<AtomicUsize> {
+        self.sessions.clone()
     }
 
     /// Reports `shutdown`'s watchers on `/stats`.
@@ -134,13 +150,23 @@ async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response
     if path == "/stats" {
         let watchers = app.shutdown.as_ref().map_or(0, |s| s.report().remaining);
         let slow = app.slow.load(Ordering::SeqCst);
-        return text(StatusCode::OK, format!("watchers={watchers} slow={slow}\n"));
+        let sessions = app.sessions.load(Ordering::SeqCst);
+        let stats = format!("watchers={watchers} slow={slow} sessions={sessions}\n");
+        return text(StatusCode::OK, stats);
     }
     if path == "/" {
         return text(StatusCode::OK, "hello\n".into());
     }
     if path == "/stream" {
         return Response::new(AppBody::Endless { sent_first: false });
+    }
+    if path == "/ws" || path == "/ws/stubborn" {
+        // Deaf to the trigger on /ws/stubborn.
+        let polite = path == "/ws";
+        return match websocket::upgrade(&app.runtime, req, polite, Some(&app.sessions)) {
+            Some(switching) => switching.map(|()| AppBody::Full(None)),
+            None => text(StatusCode::BAD_REQUEST, "not a WebSocket request\n".into()),
+        };
     }
     if path == "/events" {
         // The server's coordinator comes with the request.

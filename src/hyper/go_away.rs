@@ -13,8 +13,9 @@
 //! - an idle HTTP/1 connection is left open until the trigger: closing it at the
 //!   announcement would race a request already on its way;
 //! - with the option off, nothing changes until the trigger;
-//! - every request carries the server's [`Shutdown`] in its extensions, for
-//!   handlers (guards, upgraded sessions, [`EndAtTrigger`](super::EndAtTrigger)).
+//! - every request carries the server's [`Shutdown`] and its
+//!   [`Connection`] in its extensions, for handlers (guards, upgraded sessions,
+//!   [`EndAtTrigger`](super::EndAtTrigger)).
 //!
 //! [`Server::go_away_during_delay`]: crate::Server::go_away_during_delay
 
@@ -30,6 +31,7 @@ use hyper::service::Service;
 use hyper::{Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
+use super::connection::Connection;
 use crate::coordinator::Shutdown;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
@@ -82,7 +84,9 @@ where
     type Future = GoAwayFuture<S::Future>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        request.extensions_mut().insert(self.leave.shutdown.clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(self.leave.shutdown.clone());
+        extensions.insert(Connection::current(&self.leave.shutdown));
         let http1 = request.version() < Version::HTTP_2;
         if !http1 {
             self.leave.http2.store(true, Ordering::Relaxed);

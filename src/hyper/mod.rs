@@ -33,6 +33,7 @@ use hyper_util::server::conn::auto;
 
 mod body;
 mod builder;
+mod connection;
 mod go_away;
 #[cfg(feature = "http1")]
 mod health;
@@ -43,6 +44,7 @@ mod tower;
 
 pub use self::body::EndAtTrigger;
 pub use self::builder::Http;
+pub use self::connection::Connection;
 #[cfg(feature = "http1")]
 use self::health::alongside;
 use self::reported::Reported;
@@ -68,12 +70,12 @@ where
     /// [drain delay](Server::drain_delay), connections are told to go away while
     /// the server still accepts: see [`Server::go_away_during_delay`].
     ///
-    /// Each request carries the server's [`Shutdown`](crate::Shutdown) in its
-    /// extensions (`request.extensions().get::<Shutdown>()`; axum's
-    /// `Extension<Shutdown>`), for handlers: a [guard](crate::Shutdown::guard) or
-    /// [`track`](crate::Shutdown::track) for work that outlives the response (an
-    /// upgraded WebSocket session), [`triggered`](crate::Shutdown::triggered) to
-    /// say goodbye, and [`EndAtTrigger`] for streaming bodies.
+    /// Each request carries the server's [`Shutdown`](crate::Shutdown) and its
+    /// [`Connection`] in its extensions (`request.extensions().get::<Shutdown>()`;
+    /// axum's `Extension<Shutdown>`), for handlers: a [guard](crate::Shutdown::guard),
+    /// [`Connection::track`] for work that outlives the response (an upgraded
+    /// WebSocket session), [`triggered`](crate::Shutdown::triggered) to say
+    /// goodbye, and [`EndAtTrigger`] for streaming bodies.
     pub async fn serve_http<S, B>(self, service: S) -> Result<Outcome, ServeError>
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,

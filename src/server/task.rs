@@ -47,7 +47,7 @@ impl TaskScope {
     }
 
     /// The scope of the connection task being polled on this thread, if any.
-    #[cfg_attr(not(feature = "http2"), allow(dead_code))]
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     pub(crate) fn current() -> Option<TaskScope> {
         CURRENT
             .try_with(|current| current.borrow().clone().map(TaskScope))
