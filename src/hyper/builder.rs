@@ -15,13 +15,12 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use pin_project_lite::pin_project;
 
-use super::go_away::{GoAway, Leave, Leaving};
+use super::go_away::{Departure, GoAway, Leave, Leaving};
 #[cfg(feature = "http1")]
 use super::runtime::HEADER_READ_TIMEOUT;
 use super::runtime::{BoxError, HyperRuntime};
 #[cfg(feature = "http2")]
 use super::streams::{BoxTask, StreamExec};
-use crate::coordinator::Shutdown;
 use crate::coordinator::watch::GracefulConnection;
 
 #[cfg(all(feature = "http1", feature = "http2", not(feature = "hyper")))]
@@ -92,15 +91,13 @@ impl<E: Clone> Http<E> {
             .into_owned()
     }
 
-    /// Serves `service` on `io` for [`Server`](crate::Server), whose coordinator is
-    /// `shutdown`: its requests carry it, and the connection goes away at its
-    /// announcement if `go_away` (see `go_away.rs`).
+    /// Serves `service` on `io` for [`Server`](crate::Server), leaving as
+    /// `departure` says (see `go_away.rs`).
     pub(crate) fn serve_for_server<I, S, B>(
         &self,
         io: I,
         service: S,
-        shutdown: &Shutdown,
-        go_away: bool,
+        departure: &Departure,
     ) -> Leaving<
         hyper_util::server::conn::auto::UpgradeableConnection<'static, I, GoAway<S>, StreamExec<E>>,
     >
@@ -115,7 +112,7 @@ impl<E: Clone> Http<E> {
         B::Data: Send,
         E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
-        let leave = Leave::new(shutdown, go_away, false);
+        let leave = Leave::new(departure, false);
         let service = GoAway::new(service, leave.clone());
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         Leaving::new(conn.into_owned(), leave)
@@ -157,15 +154,13 @@ impl<E: Clone> Http<E> {
         self.builder.serve_connection(io, service).with_upgrades()
     }
 
-    /// Serves `service` on `io` for [`Server`](crate::Server), whose coordinator is
-    /// `shutdown`: its requests carry it, and the connection goes away at its
-    /// announcement if `go_away` (see `go_away.rs`).
+    /// Serves `service` on `io` for [`Server`](crate::Server), leaving as
+    /// `departure` says (see `go_away.rs`).
     pub(crate) fn serve_for_server<I, S, B>(
         &self,
         io: I,
         service: S,
-        shutdown: &Shutdown,
-        go_away: bool,
+        departure: &Departure,
     ) -> Leaving<hyper::server::conn::http1::UpgradeableConnection<I, GoAway<S>>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
@@ -174,7 +169,7 @@ impl<E: Clone> Http<E> {
         B::Error: Into<BoxError>,
         I: Read + Write + Unpin + Send + 'static,
     {
-        let leave = Leave::new(shutdown, go_away, false);
+        let leave = Leave::new(departure, false);
         let service = GoAway::new(service, leave.clone());
         let conn = self.builder.serve_connection(io, service).with_upgrades();
         Leaving::new(conn, leave)
@@ -216,15 +211,13 @@ impl<E: Clone> Http<E> {
         self.builder.serve_connection(io, service)
     }
 
-    /// Serves `service` on `io` for [`Server`](crate::Server), whose coordinator is
-    /// `shutdown`: its requests carry it, and the connection goes away at its
-    /// announcement if `go_away` (see `go_away.rs`).
+    /// Serves `service` on `io` for [`Server`](crate::Server), leaving as
+    /// `departure` says (see `go_away.rs`).
     pub(crate) fn serve_for_server<I, S, B>(
         &self,
         io: I,
         service: S,
-        shutdown: &Shutdown,
-        go_away: bool,
+        departure: &Departure,
     ) -> Leaving<hyper::server::conn::http2::Connection<I, GoAway<S>, StreamExec<E>>>
     where
         S: Service<Request<Incoming>, Response = Response<B>>,
@@ -238,7 +231,7 @@ impl<E: Clone> Http<E> {
         E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
         // Every connection is HTTP/2.
-        let leave = Leave::new(shutdown, go_away, true);
+        let leave = Leave::new(departure, true);
         let service = GoAway::new(service, leave.clone());
         Leaving::new(self.builder.serve_connection(io, service), leave)
     }

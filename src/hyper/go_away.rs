@@ -12,6 +12,13 @@
 //!   on its first poll after both the announcement and its first request;
 //! - an idle HTTP/1 connection is left open until the trigger: closing it at the
 //!   announcement would race a request already on its way;
+//! - at the trigger, an HTTP/1 connection (or one whose protocol is not known
+//!   yet) is asked to close only once a request starts on it or after
+//!   [`CLOSE_GRACE`], whichever is first: a request whose bytes were already sent
+//!   (sitting in the socket, or in the runtime's not yet processed readiness
+//!   events) is read and answered with `connection: close` instead of being lost
+//!   with the connection (hyper#3792); an HTTP/2 connection is asked at once
+//!   (GOAWAY tells its client which streams were not taken);
 //! - with the option off, nothing changes until the trigger;
 //! - every request carries the server's [`Shutdown`] and its
 //!   [`Connection`] in its extensions, for handlers (guards, upgraded sessions,
@@ -22,8 +29,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
@@ -36,22 +44,42 @@ use crate::coordinator::Shutdown;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
 
-/// One connection's part in going away: the server's coordinator, whether to go
-/// away at its announcement, and whether the connection speaks HTTP/2.
-#[derive(Debug)]
+/// How long, from the trigger, an HTTP/1 connection may take to start a request
+/// whose bytes were already sent before it is asked to close (200 ms).
+pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// A timer of the server's runtime, for [`CLOSE_GRACE`].
+pub(crate) type GraceTimer =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What every connection of one server shares about leaving: the server's
+/// coordinator, whether to go away at its announcement, and the grace timer.
+#[derive(Clone)]
+pub(crate) struct Departure {
+    pub(crate) shutdown: Shutdown,
+    pub(crate) go_away: bool,
+    pub(crate) grace: GraceTimer,
+}
+
+/// One connection's part in going away: its server's [`Departure`], whether the
+/// connection speaks HTTP/2, and how many requests it started.
 pub(crate) struct Leave {
     shutdown: Shutdown,
     go_away: bool,
+    grace: GraceTimer,
     http2: AtomicBool,
+    requests: AtomicU64,
 }
 
 impl Leave {
     /// A connection's part; `http2` when its builder serves HTTP/2 only.
-    pub(crate) fn new(shutdown: &Shutdown, go_away: bool, http2: bool) -> Arc<Leave> {
+    pub(crate) fn new(departure: &Departure, http2: bool) -> Arc<Leave> {
         Arc::new(Leave {
-            shutdown: shutdown.clone(),
-            go_away,
+            shutdown: departure.shutdown.clone(),
+            go_away: departure.go_away,
+            grace: departure.grace.clone(),
             http2: AtomicBool::new(http2),
+            requests: AtomicU64::new(0),
         })
     }
 
@@ -63,7 +91,6 @@ impl Leave {
 /// A service served by [`Server`](crate::Server)'s HTTP layer: each request
 /// carries the server's coordinator in its extensions, and HTTP/1 responses say
 /// `connection: close` once shutdown is announced (if going away).
-#[derive(Debug)]
 pub(crate) struct GoAway<S> {
     inner: S,
     leave: Arc<Leave>,
@@ -87,6 +114,7 @@ where
         let extensions = request.extensions_mut();
         extensions.insert(self.leave.shutdown.clone());
         extensions.insert(Connection::current(&self.leave.shutdown));
+        self.leave.requests.fetch_add(1, Ordering::AcqRel);
         let http1 = request.version() < Version::HTTP_2;
         if !http1 {
             self.leave.http2.store(true, Ordering::Relaxed);
@@ -103,7 +131,6 @@ pin_project! {
     /// layer: the service's own, whose HTTP/1 response says `connection: close`
     /// when it completes after shutdown was announced (see
     /// [`Server::go_away_during_delay`](crate::Server::go_away_during_delay)).
-    #[derive(Debug)]
     pub(crate) struct GoAwayFuture<F> {
         #[pin]
         inner: F,
@@ -143,6 +170,9 @@ pin_project! {
         announced: Option<Wait>,
         // Graceful shutdown was asked (here or by the trigger).
         asked: bool,
+        // The trigger's ask, held back for `CLOSE_GRACE`: the grace timer and the
+        // requests started by the trigger.
+        held_back: Option<(Pin<Box<dyn Future<Output = ()> + Send>>, u64)>,
     }
 }
 
@@ -154,6 +184,7 @@ impl<C> Leaving<C> {
             leave,
             announced,
             asked: false,
+            held_back: None,
         }
     }
 }
@@ -163,10 +194,20 @@ impl<C: GracefulConnection> Future for Leaving<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let mut this = self.project();
-        // At most two rounds: the second after asking for the GOAWAY.
+        // At most two rounds: the second after asking for a graceful shutdown.
         loop {
             if let Poll::Ready(output) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(output);
+            }
+            if let Some((grace, requests)) = this.held_back.as_mut() {
+                // A request started (during the poll above), or the grace is over.
+                let started = this.leave.requests.load(Ordering::Acquire) > *requests;
+                if started || grace.as_mut().poll(cx).is_ready() {
+                    *this.held_back = None;
+                    this.conn.as_mut().graceful_shutdown();
+                    continue;
+                }
+                return Poll::Pending;
             }
             // Its first request (made during the poll above) tells HTTP/2.
             if *this.asked || !this.leave.http2.load(Ordering::Relaxed) {
@@ -185,11 +226,19 @@ impl<C: GracefulConnection> Future for Leaving<C> {
 }
 
 impl<C: GracefulConnection> GracefulConnection for Leaving<C> {
+    /// The trigger's ask: at once for HTTP/2, held back for HTTP/1 (see the
+    /// module's invariants; the next poll follows at once).
     fn graceful_shutdown(self: Pin<&mut Self>) {
         let this = self.project();
-        if !*this.asked {
-            *this.asked = true;
+        if *this.asked {
+            return;
+        }
+        *this.asked = true;
+        if this.leave.http2.load(Ordering::Relaxed) {
             this.conn.graceful_shutdown();
+        } else {
+            let requests = this.leave.requests.load(Ordering::Acquire);
+            *this.held_back = Some(((this.leave.grace)(), requests));
         }
     }
 }

@@ -18,6 +18,7 @@
 //! server's grace period.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use http_body::Body;
 use hyper::body::Incoming;
@@ -45,6 +46,8 @@ mod tower;
 pub use self::body::EndAtTrigger;
 pub use self::builder::Http;
 pub use self::connection::Connection;
+pub use self::go_away::CLOSE_GRACE;
+use self::go_away::Departure;
 #[cfg(feature = "http1")]
 use self::health::alongside;
 use self::reported::Reported;
@@ -65,8 +68,10 @@ where
 {
     /// Serves `service` over HTTP/1 and HTTP/2 with [`Http::new`]'s settings; see
     /// [`Server::serve`]. On shutdown, HTTP/1 connections finish their in-flight
-    /// request and answer it with `connection: close`, idle ones close at once, and
-    /// HTTP/2 connections send GOAWAY and finish their open streams. During a
+    /// request and answer it with `connection: close`; idle ones close once a
+    /// request starts (it is served, with `connection: close`: a request sent just
+    /// before the shutdown is not lost) or [`CLOSE_GRACE`] passed; HTTP/2
+    /// connections send GOAWAY and finish their open streams. During a
     /// [drain delay](Server::drain_delay), connections are told to go away while
     /// the server still accepts: see [`Server::go_away_during_delay`].
     ///
@@ -103,10 +108,10 @@ where
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let (shutdown, go_away) = (self.shutdown(), self.goes_away());
+        let departure = self.departure();
         self.serve_reported(move |io: L::Io, _| {
             let io = io.into_hyper_io();
-            http.serve_for_server(io, service.clone(), &shutdown, go_away)
+            http.serve_for_server(io, service.clone(), &departure)
         })
         .await
     }
@@ -151,7 +156,7 @@ where
         B::Error: Into<BoxError>,
     {
         let http = Http::new(self.runtime());
-        let (shutdown, go_away) = (self.shutdown(), self.goes_away());
+        let departure = self.departure();
         self.serve_reported(move |io: L::Io, peer: L::Addr| {
             let io = io.into_hyper_io();
             TowerConnection::new::<_, _, _, _, _, R>(
@@ -159,11 +164,20 @@ where
                 peer,
                 io,
                 http.clone(),
-                shutdown.clone(),
-                go_away,
+                departure.clone(),
             )
         })
         .await
+    }
+
+    /// What the server's connections share about leaving.
+    fn departure(&self) -> Departure {
+        let runtime = self.runtime().clone();
+        Departure {
+            shutdown: self.shutdown(),
+            go_away: self.goes_away(),
+            grace: Arc::new(move || Box::pin(runtime.sleep(CLOSE_GRACE))),
+        }
     }
 
     /// The HTTP layer's [`serve`](Server::serve): each connection from `conn`,

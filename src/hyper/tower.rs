@@ -16,8 +16,8 @@ use tower_service::Service;
 
 use super::builder::ErrInto;
 use super::builder::Http;
+use super::go_away::Departure;
 use super::runtime::{BoxError, HyperRuntime};
-use crate::coordinator::Shutdown;
 use crate::coordinator::watch::GracefulConnection;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -50,15 +50,13 @@ enum State {
 
 impl TowerConnection {
     /// Makes the service with `make` for `peer` (readiness first, then the call),
-    /// then serves `io` with it for the server whose coordinator is `shutdown`,
-    /// going away at its announcement if `go_away`.
+    /// then serves `io` with it, leaving as `departure` says.
     pub(crate) fn new<M, A, I, S, B, R>(
         mut make: M,
         peer: A,
         io: I,
         http: Http<R::Executor>,
-        shutdown: Shutdown,
-        go_away: bool,
+        departure: Departure,
     ) -> Self
     where
         M: Service<A, Response = S> + Send + 'static,
@@ -80,7 +78,7 @@ impl TowerConnection {
                 .map_err(Into::into)?;
             let service = make.call(peer).await.map_err(Into::into)?;
             let service = TowerToHyperService::new(service);
-            let conn = http.serve_for_server(io, service, &shutdown, go_away);
+            let conn = http.serve_for_server(io, service, &departure);
             let conn = ErrInto::new(conn);
             Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
         });
