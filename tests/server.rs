@@ -327,6 +327,7 @@ per_runtime!(
     websocket_sessions_say_goodbye_and_the_drain_waits_for_them,
     a_deaf_websocket_session_is_forced_and_named,
     no_request_written_before_the_trigger_is_lost,
+    connections_without_a_request_are_closed_after_the_pre_request_grace,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -1447,5 +1448,71 @@ fn no_request_written_before_the_trigger_is_lost<H: Harness>() {
             "round {round} (seed {seed}): {lost} of {before} requests written before the trigger got no response"
         );
         assert_eq!(outcome.unwrap(), Outcome::Drained, "round {round}");
+    }
+}
+
+/// Whether the server ended `s` (EOF or reset) rather than the read timing out.
+fn ended_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut buf = [0u8; 256];
+    // Bounded by HANG per read: whatever the server sends first, then its end.
+    for _ in 0..64 {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+    false
+}
+
+/// Connections that never started a request (a silent TCP peer, half-sent
+/// headers, an HTTP/2 preface without SETTINGS) are closed once the pre-request
+/// grace after the trigger passed: the drain ends well before its one-hour grace
+/// period, drained, and each is reported as closed before its first request.
+fn connections_without_a_request_are_closed_after_the_pre_request_grace<H: Harness>() {
+    let errors = Reported::default();
+    let (addr, shutdown, done) = H::start(Options {
+        deadline: Duration::from_secs(3600),
+        errors: Some(errors.clone()),
+        ..Options::default()
+    });
+    let silent = TcpStream::connect(addr).unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut preface = TcpStream::connect(addr).unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    while shutdown.report().remaining < 3 {
+        assert!(
+            start.elapsed() < HANG,
+            "the connections were never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let outcome = finish(&shutdown, &done).unwrap();
+    assert_eq!(outcome, Outcome::Drained);
+    for (kind, mut s) in [
+        ("silent", silent),
+        ("half-sent", half),
+        ("preface", preface),
+    ] {
+        assert!(ended_by_server(&mut s), "{kind}: not closed");
+        let peer = s.local_addr().unwrap();
+        let reported = errors.lock().unwrap().clone();
+        assert!(
+            reported
+                .iter()
+                .any(|(p, e)| *p == peer && e.contains("before its first request")),
+            "{kind}: not reported as such: {reported:?}"
+        );
     }
 }

@@ -19,6 +19,12 @@
 //!   events) is read and answered with `connection: close` instead of being lost
 //!   with the connection (hyper#3792); an HTTP/2 connection is asked at once
 //!   (GOAWAY tells its client which streams were not taken);
+//! - a connection that has not started a request by the trigger is closed once
+//!   the pre-request grace passed without one (a silent peer, half-sent headers,
+//!   an incomplete HTTP/2 preface), instead of holding the drain to its deadline;
+//!   a connection that ends after the trigger without any request (closed this
+//!   way or by hyper) ends with [`NoRequest`], reported as a connection error of
+//!   the peer's;
 //! - with the option off, nothing changes until the trigger;
 //! - every request carries the server's [`Shutdown`] and its
 //!   [`Connection`] in its extensions, for handlers (guards, upgraded sessions,
@@ -40,6 +46,7 @@ use hyper::{Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
 use super::connection::Connection;
+use super::runtime::BoxError;
 use crate::coordinator::Shutdown;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
@@ -48,43 +55,65 @@ use crate::coordinator::watch::GracefulConnection;
 /// whose bytes were already sent before it is asked to close (200 ms).
 pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
-/// A timer of the server's runtime, for [`CLOSE_GRACE`].
-pub(crate) type GraceTimer =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// How long, from the trigger, a connection that has not started a request yet
+/// (a silent peer, half-sent headers, an HTTP/2 preface without SETTINGS) may
+/// take to start one before it is closed, by default (1 s).
+pub const DEFAULT_PRE_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The server's runtime's timer.
+pub(crate) type Timer = Arc<dyn Fn(Duration) -> Sleep + Send + Sync>;
 
 /// What every connection of one server shares about leaving: the server's
-/// coordinator, whether to go away at its announcement, and the grace timer.
+/// coordinator, whether to go away at its announcement, the runtime's timer, and
+/// the pre-request grace.
 #[derive(Clone)]
 pub(crate) struct Departure {
     pub(crate) shutdown: Shutdown,
     pub(crate) go_away: bool,
-    pub(crate) grace: GraceTimer,
+    pub(crate) timer: Timer,
+    pub(crate) pre_request_grace: Duration,
 }
 
 /// One connection's part in going away: its server's [`Departure`], whether the
 /// connection speaks HTTP/2, and how many requests it started.
 pub(crate) struct Leave {
-    shutdown: Shutdown,
-    go_away: bool,
-    grace: GraceTimer,
+    departure: Departure,
     http2: AtomicBool,
     requests: AtomicU64,
 }
+
+/// Why a connection was closed at shutdown: it had not started a request (a
+/// silent peer, half-sent headers, an incomplete HTTP/2 preface). Reported like
+/// a connection error that the peer caused.
+#[derive(Debug)]
+pub(crate) struct NoRequest;
+
+impl std::fmt::Display for NoRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed at shutdown before its first request")
+    }
+}
+
+impl std::error::Error for NoRequest {}
 
 impl Leave {
     /// A connection's part; `http2` when its builder serves HTTP/2 only.
     pub(crate) fn new(departure: &Departure, http2: bool) -> Arc<Leave> {
         Arc::new(Leave {
-            shutdown: departure.shutdown.clone(),
-            go_away: departure.go_away,
-            grace: departure.grace.clone(),
+            departure: departure.clone(),
             http2: AtomicBool::new(http2),
             requests: AtomicU64::new(0),
         })
     }
 
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
+    }
+
     fn announced(&self) -> bool {
-        self.go_away && !self.shutdown.is_ready()
+        self.departure.go_away && !self.departure.shutdown.is_ready()
     }
 }
 
@@ -112,8 +141,9 @@ where
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let extensions = request.extensions_mut();
-        extensions.insert(self.leave.shutdown.clone());
-        extensions.insert(Connection::current(&self.leave.shutdown));
+        let shutdown = &self.leave.departure.shutdown;
+        extensions.insert(shutdown.clone());
+        extensions.insert(Connection::current(shutdown));
         self.leave.requests.fetch_add(1, Ordering::AcqRel);
         let http1 = request.version() < Version::HTTP_2;
         if !http1 {
@@ -172,32 +202,56 @@ pin_project! {
         asked: bool,
         // The trigger's ask, held back for `CLOSE_GRACE`: the grace timer and the
         // requests started by the trigger.
-        held_back: Option<(Pin<Box<dyn Future<Output = ()> + Send>>, u64)>,
+        held_back: Option<(Sleep, u64)>,
+        // Triggered (the trigger's ask came).
+        triggered: bool,
+        // Triggered before its first request: closed when this sleep ends.
+        no_request_by: Option<Sleep>,
     }
 }
 
 impl<C> Leaving<C> {
     pub(crate) fn new(conn: C, leave: Arc<Leave>) -> Self {
-        let announced = leave.go_away.then(|| leave.shutdown.announced());
+        let departure = &leave.departure;
+        let announced = departure.go_away.then(|| departure.shutdown.announced());
         Leaving {
             conn,
             leave,
             announced,
             asked: false,
             held_back: None,
+            triggered: false,
+            no_request_by: None,
         }
     }
 }
 
-impl<C: GracefulConnection> Future for Leaving<C> {
-    type Output = C::Output;
+impl<C, E> Future for Leaving<C>
+where
+    C: GracefulConnection<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<(), BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         // At most two rounds: the second after asking for a graceful shutdown.
         loop {
             if let Poll::Ready(output) = this.conn.as_mut().poll(cx) {
-                return Poll::Ready(output);
+                // Ended at shutdown before its first request: reported as such.
+                if *this.triggered && this.leave.requests() == 0 {
+                    return Poll::Ready(Err(Box::new(NoRequest)));
+                }
+                return Poll::Ready(output.map_err(Into::into));
+            }
+            if let Some(no_request_by) = this.no_request_by.as_mut() {
+                if this.leave.requests() > 0 {
+                    *this.no_request_by = None;
+                } else if no_request_by.as_mut().poll(cx).is_ready() {
+                    // Dropped with this future: half-sent headers and the like,
+                    // which hyper's graceful close waits for.
+                    return Poll::Ready(Err(Box::new(NoRequest)));
+                }
             }
             if let Some((grace, requests)) = this.held_back.as_mut() {
                 // A request started (during the poll above), or the grace is over.
@@ -225,11 +279,22 @@ impl<C: GracefulConnection> Future for Leaving<C> {
     }
 }
 
-impl<C: GracefulConnection> GracefulConnection for Leaving<C> {
-    /// The trigger's ask: at once for HTTP/2, held back for HTTP/1 (see the
+impl<C, E> GracefulConnection for Leaving<C>
+where
+    C: GracefulConnection<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    /// The trigger's ask: at once for HTTP/2, held back for HTTP/1; and the
+    /// pre-request grace for a connection without a request yet (see the
     /// module's invariants; the next poll follows at once).
     fn graceful_shutdown(self: Pin<&mut Self>) {
         let this = self.project();
+        *this.triggered = true;
+        let departure = &this.leave.departure;
+        let requests = this.leave.requests();
+        if requests == 0 && this.no_request_by.is_none() {
+            *this.no_request_by = Some((departure.timer)(departure.pre_request_grace));
+        }
         if *this.asked {
             return;
         }
@@ -237,8 +302,7 @@ impl<C: GracefulConnection> GracefulConnection for Leaving<C> {
         if this.leave.http2.load(Ordering::Relaxed) {
             this.conn.graceful_shutdown();
         } else {
-            let requests = this.leave.requests.load(Ordering::Acquire);
-            *this.held_back = Some(((this.leave.grace)(), requests));
+            *this.held_back = Some(((departure.timer)(CLOSE_GRACE), requests));
         }
     }
 }

@@ -19,6 +19,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body::Body;
 use hyper::body::Incoming;
@@ -46,8 +47,8 @@ mod tower;
 pub use self::body::EndAtTrigger;
 pub use self::builder::Http;
 pub use self::connection::Connection;
-pub use self::go_away::CLOSE_GRACE;
 use self::go_away::Departure;
+pub use self::go_away::{CLOSE_GRACE, DEFAULT_PRE_REQUEST_GRACE};
 #[cfg(feature = "http1")]
 use self::health::alongside;
 use self::reported::Reported;
@@ -170,13 +171,27 @@ where
         .await
     }
 
+    /// How long, from the trigger, a connection that has not started a request
+    /// yet may take to start one (a silent peer, half-sent headers, an HTTP/2
+    /// preface without SETTINGS) before it is closed, instead of holding the drain
+    /// until the grace period is over. Such a connection, closed this way or by
+    /// hyper's graceful close, is reported as a connection error of the peer's
+    /// ("closed at shutdown before its first request"; see
+    /// [`on_connection_error`](Server::on_connection_error)). Defaults to
+    /// [`DEFAULT_PRE_REQUEST_GRACE`], 1 s; the grace period still bounds it.
+    pub fn pre_request_grace(mut self, grace: Duration) -> Self {
+        self.pre_request_grace = grace;
+        self
+    }
+
     /// What the server's connections share about leaving.
     fn departure(&self) -> Departure {
         let runtime = self.runtime().clone();
         Departure {
             shutdown: self.shutdown(),
             go_away: self.goes_away(),
-            grace: Arc::new(move || Box::pin(runtime.sleep(CLOSE_GRACE))),
+            timer: Arc::new(move |duration| Box::pin(runtime.sleep(duration))),
+            pre_request_grace: self.pre_request_grace,
         }
     }
 

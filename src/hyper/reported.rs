@@ -86,6 +86,9 @@ pub(crate) fn caused_by_peer(error: &(dyn StdError + 'static)) -> bool {
     let mut source = Some(error);
     // Bounded by the length of the error's source chain.
     while let Some(err) = source {
+        if err.is::<super::go_away::NoRequest>() {
+            return true;
+        }
         if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
             if hyper.is_parse() || hyper.is_incomplete_message() || hyper.is_parse_status() {
                 return true;

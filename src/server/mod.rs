@@ -77,6 +77,9 @@ pub struct Server<R, L: Listener> {
     on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
     #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
     go_away: bool,
+    /// The HTTP layer's `Server::pre_request_grace`.
+    #[cfg(feature = "hyper-base")]
+    pub(crate) pre_request_grace: Duration,
     /// Whether to tell systemd about the lifecycle (`Server::notify_systemd`).
     #[cfg(feature = "systemd")]
     notify_systemd: bool,
@@ -117,6 +120,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             signals: None,
             on_connection_error: None,
             go_away: true,
+            #[cfg(feature = "hyper-base")]
+            pre_request_grace: crate::hyper::DEFAULT_PRE_REQUEST_GRACE,
             #[cfg(feature = "systemd")]
             notify_systemd: false,
             #[cfg(feature = "http1")]
