@@ -83,7 +83,24 @@ struct Options {
     /// Where to store the app's count of running WebSocket sessions at the moment
     /// `serve_http` returns, if set.
     sessions_at_return: Option<Arc<AtomicUsize>>,
+    /// Serve over TLS with these settings (`serve_https`), if set.
+    tls: TlsConfig,
 }
+
+#[cfg(feature = "tls")]
+type TlsConfig = Option<wind_down::hyper::tls::Tls>;
+#[cfg(not(feature = "tls"))]
+type TlsConfig = ();
+
+/// What a connection must be for this harness: TLS-capable too with `tls`.
+#[cfg(feature = "tls")]
+trait MaybeTls: wind_down::hyper::tls::TlsAccept {}
+#[cfg(feature = "tls")]
+impl<T: wind_down::hyper::tls::TlsAccept> MaybeTls for T {}
+#[cfg(not(feature = "tls"))]
+trait MaybeTls {}
+#[cfg(not(feature = "tls"))]
+impl<T> MaybeTls for T {}
 
 /// Holds its `Arc` through a slow destructor (50 ms): a request cut short at a
 /// force is still being dropped well after the force.
@@ -129,6 +146,7 @@ impl Default for Options {
             drain_delay: None,
             go_away: true,
             sessions_at_return: None,
+            tls: Default::default(),
         }
     }
 }
@@ -146,7 +164,7 @@ async fn serve<R, L>(
 where
     R: HyperRuntime,
     L: Listener<Addr = SocketAddr>,
-    L::Io: IntoHyperIo,
+    L::Io: IntoHyperIo + MaybeTls,
 {
     let listener = Faulty {
         inner: listener,
@@ -196,7 +214,7 @@ where
     let app = app::App::new(runtime);
     let sessions = app.sessions();
     let result = match opts.held {
-        None => server.serve_http(app).await,
+        None => serve_app(server, app, opts.tls).await,
         Some((held, count_at_return)) => {
             let probe = held.clone();
             // The app, with every request holding `held` while it runs.
@@ -208,7 +226,7 @@ where
                     response.await
                 }) as AppFuture
             });
-            let result = server.serve_http(service).await;
+            let result = serve_app(server, service, opts.tls).await;
             count_at_return.store(Arc::strong_count(&probe), Ordering::SeqCst);
             result
         }
@@ -217,6 +235,34 @@ where
         at_return.store(sessions.load(Ordering::SeqCst), Ordering::SeqCst);
     }
     result
+}
+
+/// Serves `service` with `serve_https` if `tls` is set, else with `serve_http`.
+async fn serve_app<R, L, S>(
+    server: Server<R, L>,
+    service: S,
+    tls: TlsConfig,
+) -> Result<Outcome, ServeError>
+where
+    R: HyperRuntime,
+    L: Listener,
+    L::Io: IntoHyperIo + MaybeTls,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<app::AppBody>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        return server.serve_https(tls, service).await;
+    }
+    #[cfg(not(feature = "tls"))]
+    let () = tls;
+    server.serve_http(service).await
 }
 
 /// A runtime to run the server on, in a thread of its own.
@@ -1514,5 +1560,212 @@ fn connections_without_a_request_are_closed_after_the_pre_request_grace<H: Harne
                 .any(|(p, e)| *p == peer && e.contains("before its first request")),
             "{kind}: not reported as such: {reported:?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS (feature `tls`).
+
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use wind_down::hyper::tls::Tls;
+
+    per_runtime!(
+        https_serves_http1_and_http2_by_alpn,
+        a_stalled_handshake_is_closed_at_the_trigger,
+        a_slow_https_request_completes_during_the_drain,
+        a_handshake_that_stalls_times_out_and_is_reported,
+    );
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// TLS settings with a self-signed certificate for 127.0.0.1, and the
+    /// certificate, for the clients.
+    fn server_config() -> (Tls, CertificateDer<'static>) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        (Tls::new(Arc::new(config)), cert)
+    }
+
+    /// A TLS client connection to `addr` trusting `cert`, offering `alpn`.
+    async fn tls_connect(
+        addr: SocketAddr,
+        cert: &CertificateDer<'static>,
+        alpn: &[u8],
+    ) -> hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        hyper_util::rt::TokioIo::new(tls)
+    }
+
+    async fn get(
+        send: &mut hyper::client::conn::http1::SendRequest<
+            http_body_util::Empty<hyper::body::Bytes>,
+        >,
+        path: &str,
+    ) -> (hyper::Version, u16, bool, String) {
+        use http_body_util::BodyExt;
+        send.ready().await.unwrap();
+        let request = hyper::Request::get(format!("https://127.0.0.1{path}"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = send.send_request(request).await.unwrap();
+        let close = response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .is_some_and(|v| v == "close");
+        let (version, status) = (response.version(), response.status().as_u16());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            version,
+            status,
+            close,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    /// HTTPS: ALPN `http/1.1` is served over HTTP/1.1, ALPN `h2` over HTTP/2.
+    fn https_serves_http1_and_http2_by_alpn<H: Harness>() {
+        let (tls, cert) = server_config();
+        let (addr, shutdown, done) = H::start(Options {
+            tls: Some(tls),
+            ..Options::default()
+        });
+        let rt = client_runtime();
+        rt.block_on(async {
+            let io = tls_connect(addr, &cert, b"http/1.1").await;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            let (version, status, _, body) = get(&mut send, "/").await;
+            assert_eq!(
+                (version, status, body.as_str()),
+                (hyper::Version::HTTP_11, 200, "hello\n")
+            );
+
+            let io = tls_connect(addr, &cert, b"h2").await;
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let (status, body) = h2_get(&mut send, "/").await.unwrap();
+            assert_eq!((status, body.as_str()), (200, "hello\n"));
+        });
+        assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
+    }
+
+    /// A client that connects and never starts its handshake: the trigger closes
+    /// its connection at once; the drain waits neither for the (one-hour)
+    /// handshake timeout nor for the one-hour grace period.
+    fn a_stalled_handshake_is_closed_at_the_trigger<H: Harness>() {
+        let (tls, _) = server_config();
+        let (addr, shutdown, done) = H::start(Options {
+            tls: Some(tls.handshake_timeout(Duration::from_secs(3600))),
+            deadline: Duration::from_secs(3600),
+            ..Options::default()
+        });
+        let mut stalled = TcpStream::connect(addr).unwrap();
+        let start = std::time::Instant::now();
+        while shutdown.report().remaining < 1 {
+            assert!(start.elapsed() < HANG, "never accepted");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
+        assert!(
+            ended_by_server(&mut stalled),
+            "the stalled handshake was not closed"
+        );
+    }
+
+    /// A slow HTTPS request in flight at the trigger completes, with
+    /// `connection: close`, and the drain waits for it.
+    fn a_slow_https_request_completes_during_the_drain<H: Harness>() {
+        let (tls, cert) = server_config();
+        let held = Arc::new(());
+        let (addr, shutdown, done) = H::start(Options {
+            tls: Some(tls),
+            held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
+            ..Options::default()
+        });
+        let rt = client_runtime();
+        let slow = rt.spawn(async move {
+            let io = tls_connect(addr, &cert, b"http/1.1").await;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            get(&mut send, "/slow/1500").await
+        });
+        // This test's, the harness's probe, the server's service, the connection's
+        // copy, and the request in its handler.
+        let start = std::time::Instant::now();
+        while Arc::strong_count(&held) < 5 {
+            assert!(
+                start.elapsed() < HANG,
+                "the request never reached its handler"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        shutdown.trigger();
+        let (_, status, close, body) = rt.block_on(slow).unwrap();
+        assert_eq!((status, close, body.as_str()), (200, true, "slow 1500\n"));
+        let outcome = done.recv_timeout(HANG).expect("serve did not return");
+        assert_eq!(outcome.unwrap(), Outcome::Drained);
+    }
+
+    /// A handshake that never completes, while serving: the connection is closed
+    /// at the handshake timeout and reported as a connection error; the server
+    /// goes on.
+    fn a_handshake_that_stalls_times_out_and_is_reported<H: Harness>() {
+        let (tls, _) = server_config();
+        let errors = Reported::default();
+        let (addr, shutdown, done) = H::start(Options {
+            tls: Some(tls.handshake_timeout(Duration::from_millis(200))),
+            errors: Some(errors.clone()),
+            ..Options::default()
+        });
+        let mut stalled = TcpStream::connect(addr).unwrap();
+        assert!(
+            ended_by_server(&mut stalled),
+            "the stalled handshake was not closed"
+        );
+        let peer = stalled.local_addr().unwrap();
+        let start = std::time::Instant::now();
+        while !errors
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, e)| *p == peer && e.contains("timed out"))
+        {
+            assert!(
+                start.elapsed() < HANG,
+                "not reported: {:?}",
+                errors.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(shutdown.phase(), Phase::Running, "the server went on");
+        assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
     }
 }

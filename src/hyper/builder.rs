@@ -61,6 +61,22 @@ impl<E: Clone> Http<E> {
         Http { builder }
     }
 
+    /// This builder, serving HTTP/2 only (ALPN chose it).
+    #[cfg(feature = "tls")]
+    pub(crate) fn http2_only(self) -> Self {
+        Http {
+            builder: self.builder.http2_only(),
+        }
+    }
+
+    /// This builder, serving HTTP/1 only (ALPN chose it).
+    #[cfg(feature = "tls")]
+    pub(crate) fn http1_only(self) -> Self {
+        Http {
+            builder: self.builder.http1_only(),
+        }
+    }
+
     /// The underlying builder (hyper-util's `auto::Builder` with feature `hyper`;
     /// hyper's `http1::Builder` or `http2::Builder` with one protocol), to tune it:
     /// header limits, HTTP/2 keep-alive, `http2_only`.
@@ -234,6 +250,20 @@ impl<E: Clone> Http<E> {
         let leave = Leave::new(departure, true);
         let service = GoAway::new(service, leave.clone());
         Leaving::new(self.builder.serve_connection(io, service), leave)
+    }
+}
+
+/// A served connection, its types erased.
+pub(crate) trait Served: Future<Output = Result<(), BoxError>> + Send {
+    fn ask_graceful(self: Pin<&mut Self>);
+}
+
+impl<C> Served for C
+where
+    C: GracefulConnection<Output = Result<(), BoxError>> + Send,
+{
+    fn ask_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 

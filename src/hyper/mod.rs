@@ -42,6 +42,8 @@ mod health;
 mod reported;
 pub(crate) mod runtime;
 mod streams;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod tower;
 
 pub use self::body::EndAtTrigger;

@@ -119,6 +119,6 @@ fn peer_io(io: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         io.kind(),
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | InvalidData
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | InvalidData | TimedOut
     )
 }

@@ -14,27 +14,13 @@ use hyper::{Request, Response};
 use hyper_util::service::TowerToHyperService;
 use tower_service::Service;
 
-use super::builder::ErrInto;
 use super::builder::Http;
+use super::builder::{ErrInto, Served};
 use super::go_away::Departure;
 use super::runtime::{BoxError, HyperRuntime};
 use crate::coordinator::watch::GracefulConnection;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// A served connection, its types erased.
-trait Served: Future<Output = Result<(), BoxError>> + Send {
-    fn ask_graceful(self: Pin<&mut Self>);
-}
-
-impl<C> Served for C
-where
-    C: GracefulConnection<Output = Result<(), BoxError>> + Send,
-{
-    fn ask_graceful(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
 
 /// A connection whose service is being made, then served.
 pub(crate) struct TowerConnection {

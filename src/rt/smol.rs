@@ -291,6 +291,22 @@ mod hyper_glue {
         }
     }
 
+    #[cfg(feature = "tls")]
+    impl crate::hyper::tls::TlsAccept for smol::net::TcpStream {
+        type Io = FuturesIo<futures_rustls::server::TlsStream<smol::net::TcpStream>>;
+
+        async fn accept_tls(
+            self,
+            config: Arc<rustls::ServerConfig>,
+        ) -> std::io::Result<(Self::Io, Option<Vec<u8>>)> {
+            let tls = futures_rustls::TlsAcceptor::from(config)
+                .accept(self)
+                .await?;
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            Ok((FuturesIo::new(tls), alpn))
+        }
+    }
+
     impl IntoHyperIo for smol::net::TcpStream {
         type Io = FuturesIo<smol::net::TcpStream>;
 

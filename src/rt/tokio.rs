@@ -263,6 +263,20 @@ mod hyper_glue {
         }
     }
 
+    #[cfg(feature = "tls")]
+    impl crate::hyper::tls::TlsAccept for tokio::net::TcpStream {
+        type Io = TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+
+        async fn accept_tls(
+            self,
+            config: std::sync::Arc<rustls::ServerConfig>,
+        ) -> std::io::Result<(Self::Io, Option<Vec<u8>>)> {
+            let tls = tokio_rustls::TlsAcceptor::from(config).accept(self).await?;
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            Ok((TokioIo::new(tls), alpn))
+        }
+    }
+
     impl IntoHyperIo for tokio::net::TcpStream {
         type Io = TokioIo<tokio::net::TcpStream>;
 

@@ -1,0 +1,183 @@
+//! TLS for the HTTP layer (feature `tls`): rustls, with tokio-rustls on tokio and
+//! futures-rustls on smol; [`Server::serve_https`].
+//!
+//! Invariants:
+//! - the handshake runs inside the watched connection: a trigger during a
+//!   handshake closes the connection at once, and the handshake is bounded by its
+//!   own timeout as well as by the grace period;
+//! - a failed or timed-out handshake ends that connection with an error reported
+//!   like any connection error, never the server;
+//! - the negotiated ALPN protocol picks the HTTP version: `h2` serves HTTP/2 only,
+//!   `http/1.1` HTTP/1 only, none detects it from the first bytes.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::service::Service;
+use hyper::{Request, Response};
+pub use rustls;
+use rustls::ServerConfig;
+
+use super::Http;
+use super::builder::Served;
+use super::runtime::{BoxError, HyperRuntime, IntoHyperIo};
+use crate::coordinator::outcome::Outcome;
+use crate::coordinator::watch::GracefulConnection;
+use crate::server::runtime::Listener;
+use crate::server::{ServeError, Server};
+
+/// The default bound on a TLS handshake: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS settings of [`Server::serve_https`]: a rustls server configuration and
+/// a handshake timeout.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+}
+
+impl Tls {
+    /// TLS with `config` (certificates, versions) and [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    /// Without ALPN protocols in `config`, offers `h2` and `http/1.1`.
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        let config = if config.alpn_protocols.is_empty() {
+            let mut with_alpn = (*config).clone();
+            with_alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(with_alpn)
+        } else {
+            config
+        };
+        Tls {
+            config,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Bounds each handshake by `timeout` (the grace period bounds it too once
+    /// draining).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+/// A connection a runtime adapter runs a TLS handshake on: tokio's and smol's TCP
+/// streams.
+pub trait TlsAccept: Send + 'static {
+    /// The TLS stream, for hyper.
+    type Io: Read + Write + Unpin + Send + 'static;
+
+    /// Runs the server side of the handshake with `config`; resolves to the
+    /// stream and the negotiated ALPN protocol.
+    fn accept_tls(
+        self,
+        config: Arc<ServerConfig>,
+    ) -> impl Future<Output = io::Result<(Self::Io, Option<Vec<u8>>)>> + Send;
+}
+
+impl<R, L> Server<R, L>
+where
+    R: HyperRuntime,
+    L: Listener,
+    L::Io: TlsAccept + IntoHyperIo,
+{
+    /// Serves `service` over TLS: each connection's handshake (bounded by the
+    /// handshake timeout), then HTTP/2 or HTTP/1 as ALPN says, otherwise as
+    /// [`serve_http`](Server::serve_http). A trigger during a handshake closes that
+    /// connection at once; a failed handshake is a connection error (see
+    /// [`on_connection_error`](Server::on_connection_error)).
+    pub async fn serve_https<S, B>(self, tls: Tls, service: S) -> Result<Outcome, ServeError>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let http = Http::new(self.runtime());
+        let departure = self.departure();
+        let runtime = self.runtime().clone();
+        self.serve_reported(move |io: L::Io, _| {
+            let (http, service, departure) = (http.clone(), service.clone(), departure.clone());
+            let config = tls.config.clone();
+            let handshake = Box::pin(async move {
+                let (io, alpn) = io.accept_tls(config).await?;
+                let http = match alpn.as_deref() {
+                    Some(b"h2") => http.http2_only(),
+                    Some(b"http/1.1") => http.http1_only(),
+                    _ => http,
+                };
+                let conn = http.serve_for_server(io, service, &departure);
+                Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
+            });
+            TlsConnection {
+                handshake: Some((handshake, Box::pin(runtime.sleep(tls.handshake_timeout)))),
+                conn: None,
+                abandoned: false,
+            }
+        })
+        .await
+    }
+}
+
+type Handshake = Pin<Box<dyn Future<Output = io::Result<Pin<Box<dyn Served>>>> + Send>>;
+type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A connection in its TLS handshake, then served.
+struct TlsConnection {
+    handshake: Option<(Handshake, Sleep)>,
+    conn: Option<Pin<Box<dyn Served>>>,
+    /// The trigger came during the handshake: closed at once.
+    abandoned: bool,
+}
+
+impl Future for TlsConnection {
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.abandoned {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some((handshake, timeout)) = this.handshake.as_mut() {
+            match handshake.as_mut().poll(cx) {
+                Poll::Ready(Ok(conn)) => {
+                    this.handshake = None;
+                    this.conn = Some(conn);
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(Box::new(error))),
+                Poll::Pending => {
+                    if timeout.as_mut().poll(cx).is_ready() {
+                        let error =
+                            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
+                        return Poll::Ready(Err(Box::new(error)));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        match this.conn.as_mut() {
+            Some(conn) => conn.as_mut().poll(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl GracefulConnection for TlsConnection {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        match this.conn.as_mut() {
+            Some(conn) => conn.as_mut().ask_graceful(),
+            None => this.abandoned = true,
+        }
+    }
+}
