@@ -90,7 +90,12 @@ struct Options {
 #[cfg(feature = "tls")]
 type TlsConfig = Option<wind_down::hyper::tls::Tls>;
 #[cfg(not(feature = "tls"))]
-type TlsConfig = ();
+type TlsConfig = NoTls;
+
+/// No TLS settings: this build has no `tls` feature.
+#[cfg(not(feature = "tls"))]
+#[derive(Default)]
+struct NoTls;
 
 /// What a connection must be for this harness: TLS-capable too with `tls`.
 #[cfg(feature = "tls")]
@@ -261,7 +266,7 @@ where
         return server.serve_https(tls, service).await;
     }
     #[cfg(not(feature = "tls"))]
-    let () = tls;
+    let NoTls = tls;
     server.serve_http(service).await
 }
 
@@ -1567,10 +1572,13 @@ fn connections_without_a_request_are_closed_after_the_pre_request_grace<H: Harne
 // TLS (feature `tls`).
 
 #[cfg(feature = "tls")]
+#[path = "common/tls.rs"]
+mod tls_peers;
+
+#[cfg(feature = "tls")]
 mod tls {
     use super::*;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use wind_down::hyper::tls::Tls;
+    use crate::tls_peers::{server_config, tls_connect};
 
     per_runtime!(
         https_serves_http1_and_http2_by_alpn,
@@ -1578,48 +1586,6 @@ mod tls {
         a_slow_https_request_completes_during_the_drain,
         a_handshake_that_stalls_times_out_and_is_reported,
     );
-
-    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
-    }
-
-    /// TLS settings with a self-signed certificate for 127.0.0.1, and the
-    /// certificate, for the clients.
-    fn server_config() -> (Tls, CertificateDer<'static>) {
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-        let cert = certified.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        (Tls::new(Arc::new(config)), cert)
-    }
-
-    /// A TLS client connection to `addr` trusting `cert`, offering `alpn`.
-    async fn tls_connect(
-        addr: SocketAddr,
-        cert: &CertificateDer<'static>,
-        alpn: &[u8],
-    ) -> hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.clone()).unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        hyper_util::rt::TokioIo::new(tls)
-    }
 
     async fn get(
         send: &mut hyper::client::conn::http1::SendRequest<
@@ -1682,9 +1648,11 @@ mod tls {
     /// handshake timeout nor for the one-hour grace period.
     fn a_stalled_handshake_is_closed_at_the_trigger<H: Harness>() {
         let (tls, _) = server_config();
+        let errors = Reported::default();
         let (addr, shutdown, done) = H::start(Options {
             tls: Some(tls.handshake_timeout(Duration::from_secs(3600))),
             deadline: Duration::from_secs(3600),
+            errors: Some(errors.clone()),
             ..Options::default()
         });
         let mut stalled = TcpStream::connect(addr).unwrap();

@@ -15,6 +15,10 @@ use wind_down::tokio::Tokio;
 
 const HANG: Duration = Duration::from_secs(60);
 
+#[cfg(feature = "tls")]
+#[path = "common/tls.rs"]
+mod tls_peers;
+
 /// Sends one request and returns the whole response (the server closes after it).
 async fn get_once(stream: &mut TcpStream, path: &str) -> String {
     let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
@@ -86,5 +90,50 @@ fn axum_router_with_connect_info_is_served_and_drained() {
         assert!(outcome.is_drained(), "{outcome}");
         // The listener is closed.
         assert!(TcpStream::connect(addr).await.is_err());
+    });
+}
+
+/// The same router over TLS (`serve_tower_https`): the handler still sees the
+/// client's address through `ConnectInfo`, and the server drains.
+#[cfg(feature = "tls")]
+#[test]
+fn axum_router_over_tls_with_connect_info() {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let router = Router::new().route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::new(Tokio::current(), listener);
+        let (addr, shutdown) = (server.local_addr().unwrap(), server.shutdown());
+        let (tls, cert) = tls_peers::server_config();
+        let make = router.into_make_service_with_connect_info::<SocketAddr>();
+        let serving = tokio::spawn(server.serve_tower_https(tls, make));
+
+        let io = tls_peers::tls_connect(addr, &cert, b"http/1.1").await;
+        let me = io.inner().get_ref().0.local_addr().unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let request = hyper::Request::get("https://127.0.0.1/")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .unwrap();
+        let response = send.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, me.to_string());
+
+        shutdown.trigger();
+        let outcome = tokio::time::timeout(HANG, serving)
+            .await
+            .expect("serve_tower_https did not return")
+            .unwrap()
+            .unwrap();
+        assert!(outcome.is_drained(), "{outcome}");
     });
 }

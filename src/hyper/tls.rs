@@ -27,7 +27,9 @@ use rustls::ServerConfig;
 
 use super::Http;
 use super::builder::Served;
+use super::go_away::NoRequest;
 use super::runtime::{BoxError, HyperRuntime, IntoHyperIo};
+use super::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
 use crate::coordinator::watch::GracefulConnection;
 use crate::server::runtime::Listener;
@@ -103,11 +105,59 @@ where
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let http = Http::new(self.runtime());
         let departure = self.departure();
+        self.serve_tls(tls, move |io, http, _| {
+            let conn = http.serve_for_server(io, service.clone(), &departure);
+            Box::pin(conn) as Pin<Box<dyn Served>>
+        })
+        .await
+    }
+
+    /// Serves a tower make-service over TLS, as [`serve_tower`](Server::serve_tower)
+    /// does over plain TCP (axum's `Router`, with `ConnectInfo`); otherwise as
+    /// [`serve_https`](Server::serve_https).
+    pub async fn serve_tower_https<M, S, B>(self, tls: Tls, make: M) -> Result<Outcome, ServeError>
+    where
+        M: tower_service::Service<L::Addr, Response = S> + Clone + Send + 'static,
+        M::Future: Send + 'static,
+        M::Error: Into<BoxError>,
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let departure = self.departure();
+        self.serve_tls(tls, move |io, http, peer| {
+            let conn = TowerConnection::new::<_, _, _, _, _, R>(
+                make.clone(),
+                peer,
+                io,
+                http,
+                departure.clone(),
+            );
+            Box::pin(conn) as Pin<Box<dyn Served>>
+        })
+        .await
+    }
+
+    /// Each connection: its handshake, bounded by the timeout, then `serve` on the
+    /// TLS stream with the builder that ALPN chose.
+    async fn serve_tls<F>(self, tls: Tls, serve: F) -> Result<Outcome, ServeError>
+    where
+        F: Fn(<L::Io as TlsAccept>::Io, Http<R::Executor>, L::Addr) -> Pin<Box<dyn Served>>
+            + Clone
+            + Send
+            + 'static,
+    {
+        let http = Http::new(self.runtime());
         let runtime = self.runtime().clone();
-        self.serve_reported(move |io: L::Io, _| {
-            let (http, service, departure) = (http.clone(), service.clone(), departure.clone());
+        self.serve_reported(move |io: L::Io, peer: L::Addr| {
+            let (http, serve) = (http.clone(), serve.clone());
             let config = tls.config.clone();
             let handshake = Box::pin(async move {
                 let (io, alpn) = io.accept_tls(config).await?;
@@ -116,8 +166,7 @@ where
                     Some(b"http/1.1") => http.http1_only(),
                     _ => http,
                 };
-                let conn = http.serve_for_server(io, service, &departure);
-                Ok(Box::pin(conn) as Pin<Box<dyn Served>>)
+                Ok(serve(io, http, peer))
             });
             TlsConnection {
                 handshake: Some((handshake, Box::pin(runtime.sleep(tls.handshake_timeout)))),
@@ -136,7 +185,8 @@ type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 struct TlsConnection {
     handshake: Option<(Handshake, Sleep)>,
     conn: Option<Pin<Box<dyn Served>>>,
-    /// The trigger came during the handshake: closed at once.
+    /// The trigger came during the handshake: closed at once, reported as closed
+    /// before its first request.
     abandoned: bool,
 }
 
@@ -146,7 +196,7 @@ impl Future for TlsConnection {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if this.abandoned {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Err(Box::new(NoRequest)));
         }
         if let Some((handshake, timeout)) = this.handshake.as_mut() {
             match handshake.as_mut().poll(cx) {
