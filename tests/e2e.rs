@@ -13,6 +13,8 @@
 
 #[path = "../examples/common/app.rs"]
 mod app;
+#[path = "common/load.rs"]
+mod load;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -479,6 +481,8 @@ per_runtime!(
     unused_signals_do_not_swallow_sigterm,
     third_signal_ends_a_hanging_cleanup,
     a_signal_after_a_clean_drain_ends_a_hanging_cleanup,
+    no_request_written_before_sigterm_is_lost,
+    peers_without_a_request_do_not_hold_the_exit,
     an_unused_signals_leaves_the_drain_to_the_servers,
 );
 
@@ -1111,6 +1115,53 @@ fn a_signal_after_a_clean_drain_ends_a_hanging_cleanup(runtime: &str) {
     server.signal("INT");
     let (status, _) = server.wait();
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+/// hyper#3792 from outside: 32 keep-alive clients in a closed loop of `GET /`
+/// through SIGTERM, at a random moment (seeded; `TEST_SEED` replays): every
+/// request fully written before the signal is answered, and the child exits 0.
+/// Several rounds.
+fn no_request_written_before_sigterm_is_lost(runtime: &str) {
+    let seed = std::env::var("TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for round in 0..4 {
+        let mut server = Server::start(runtime, Duration::from_secs(30));
+        let load = load::Load::start(server.addr, 32);
+        std::thread::sleep(Duration::from_millis(rng.u64(0..50)));
+        let signalled_at = Instant::now();
+        server.signal("TERM");
+        server.expect_drained();
+        let (before, lost) = load.finish(signalled_at);
+        assert!(before > 0, "round {round}: no request before the signal");
+        assert_eq!(
+            lost, 0,
+            "round {round} (seed {seed}): {lost} of {before} requests written before SIGTERM got no response"
+        );
+    }
+}
+
+/// Peers that never start a request (silent, half-sent headers, an HTTP/2
+/// preface without SETTINGS) are closed by the pre-request grace: with nothing
+/// else in flight the child drains and exits 0, long before its grace period.
+fn peers_without_a_request_do_not_hold_the_exit(runtime: &str) {
+    let mut server = Server::start(runtime, Duration::from_secs(120));
+    let addr = server.addr;
+    let _silent = TcpStream::connect(addr).unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut preface = TcpStream::connect(addr).unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    // The three, and the stats connection.
+    wait_for_stats(addr, |watchers, _| watchers == 4);
+    server.signal("TERM");
+    server.expect_drained();
 }
 
 /// An unused `Signals` next to the server's: SIGTERM is the server's, whose drain

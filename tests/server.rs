@@ -7,6 +7,8 @@
 
 #[path = "../examples/common/app.rs"]
 mod app;
+#[path = "common/load.rs"]
+mod load;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -1387,67 +1389,6 @@ fn a_deaf_websocket_session_is_forced_and_named<H: Harness>() {
     );
 }
 
-/// What a keep-alive client saw of one request: whether its bytes were all
-/// written before the trigger (by the clock read just before triggering), and
-/// whether a whole response came back.
-struct Sent {
-    written_at: std::time::Instant,
-    answered: bool,
-}
-
-/// One keep-alive client in a closed loop: `GET /` again and again on one
-/// connection, until the server closes it (or the round's cap); counts itself in
-/// `warmed` once its first response came (its connection is accepted). Returns
-/// each request's record.
-fn keep_alive_client(
-    addr: SocketAddr,
-    stop: &std::sync::atomic::AtomicBool,
-    warmed: &AtomicUsize,
-) -> Vec<Sent> {
-    let mut sent = Vec::new();
-    let Ok(mut c) = TcpStream::connect(addr) else {
-        return sent;
-    };
-    c.set_read_timeout(Some(HANG)).unwrap();
-    // Bounded by the cap; the server's close ends it sooner.
-    for _ in 0..100_000 {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if c.write_all(REQUEST).is_err() {
-            break;
-        }
-        let written_at = std::time::Instant::now();
-        let answered = read_hello(&mut c);
-        sent.push(Sent {
-            written_at,
-            answered,
-        });
-        if !answered {
-            break;
-        }
-        if sent.len() == 1 {
-            warmed.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    sent
-}
-
-/// Reads one `hello` response (with its `content-length: 6` body); `false` if the
-/// connection ends first.
-fn read_hello(c: &mut TcpStream) -> bool {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    // Bounded by HANG per read and the response's size.
-    while !got.ends_with(b"\r\n\r\nhello\n") {
-        match c.read(&mut buf) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    true
-}
-
 /// hyper#3792: an idle keep-alive connection whose next request already sits in
 /// the socket when the drain starts must serve it (with `connection: close`), not
 /// close silently. 32 keep-alive clients in a closed loop; the trigger comes at a
@@ -1462,37 +1403,12 @@ fn no_request_written_before_the_trigger_is_lost<H: Harness>() {
     let mut rng = fastrand::Rng::with_seed(seed);
     for round in 0..8 {
         let (addr, shutdown, done) = H::start(Options::default());
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let warmed = Arc::new(AtomicUsize::new(0));
-        let clients: Vec<_> = (0..32)
-            .map(|_| {
-                let (stop, warmed) = (stop.clone(), warmed.clone());
-                std::thread::spawn(move || keep_alive_client(addr, &stop, &warmed))
-            })
-            .collect();
-        // Every connection accepted and in its loop (a connection still in the
-        // backlog at the trigger is closed unserved, as documented).
-        let start = std::time::Instant::now();
-        while warmed.load(Ordering::SeqCst) < 32 {
-            assert!(start.elapsed() < HANG, "the clients never got going");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let load = load::Load::start(addr, 32);
         std::thread::sleep(Duration::from_millis(rng.u64(0..50)));
         let triggered_at = std::time::Instant::now();
         shutdown.trigger();
         let outcome = done.recv_timeout(HANG).expect("serve did not return");
-        stop.store(true, Ordering::SeqCst);
-        let (mut before, mut lost) = (0, 0);
-        for client in clients {
-            for request in client.join().unwrap() {
-                if request.written_at < triggered_at {
-                    before += 1;
-                    if !request.answered {
-                        lost += 1;
-                    }
-                }
-            }
-        }
+        let (before, lost) = load.finish(triggered_at);
         assert!(before > 0, "round {round}: no request before the trigger");
         assert_eq!(
             lost, 0,
