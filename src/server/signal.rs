@@ -134,10 +134,11 @@ pub(crate) struct ClaimState {
 #[cfg(any(feature = "tokio", feature = "smol"))]
 impl ClaimState {
     /// At the retirement: lets the fallback listener count the deliveries the
-    /// owner received (it normally has; it may lag a moment), so that the next
-    /// delivery is known to come after the owner was done. Two deliveries the
-    /// listener's registration coalesced into one are counted as what the owner
-    /// received.
+    /// owner received (it normally has; a starved thread may lag), so that the
+    /// next delivery is known to come after the owner was done. If it cannot
+    /// tell (its registration coalesced two deliveries, or it lags beyond the
+    /// wait), it errs on the safe side: one more signal is needed, and none the
+    /// owner acted on ends the process.
     fn catch_up(&self) {
         const STEP: Duration = Duration::from_millis(1);
         let received = self.received.load(Ordering::Acquire);
@@ -149,14 +150,13 @@ impl ClaimState {
             }
             std::thread::sleep(STEP);
         }
-        self.heard.fetch_max(received, Ordering::AcqRel);
     }
 }
 
 /// How long a retiring source waits for its fallback listener to count the
 /// deliveries its owner received.
 #[cfg(any(feature = "tokio", feature = "smol"))]
-const CATCH_UP: Duration = Duration::from_millis(500);
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// The owner's side of a [`ClaimState`].
 #[cfg(any(feature = "tokio", feature = "smol"))]
@@ -199,12 +199,16 @@ impl Claim {
 #[cfg(any(feature = "tokio", feature = "smol"))]
 impl Drop for Claim {
     fn drop(&mut self) {
+        // While still claimed, so that the fallback counts what it catches up on
+        // as its owner's.
+        if self.0.state.load(Ordering::Acquire) == CLAIMED {
+            self.0.catch_up();
+        }
         let retired =
             self.0
                 .state
                 .compare_exchange(CLAIMED, RETIRED, Ordering::AcqRel, Ordering::Acquire);
         if retired.is_ok() {
-            self.0.catch_up();
             LIVE_CLAIMS.fetch_sub(1, Ordering::AcqRel);
         } else {
             self.0.state.store(GONE, Ordering::Release);
