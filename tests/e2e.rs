@@ -172,6 +172,15 @@ impl Server {
         Server::start_with(runtime, deadline, Launch::default(), |_| {})
     }
 
+    /// Starts the child with extra environment variables.
+    fn start_env(runtime: &str, deadline: Duration, env: &[(&str, &str)]) -> Server {
+        let launch = Launch {
+            env,
+            ..Launch::default()
+        };
+        Server::start_with(runtime, deadline, launch, |_| {})
+    }
+
     /// Starts the child as `launch` says; `on_installed` runs as soon as its
     /// signal handlers are in place.
     fn start_with(
@@ -282,6 +291,27 @@ impl Server {
         println!("{outcome}");
         assert_eq!(status.code(), Some(0), "not drained: {status:?} {outcome}");
         assert_eq!(outcome, "outcome: drained");
+    }
+
+    /// Waits until the child (`WIND_DOWN_E2E_CLEANUP=hang`) is in its hanging
+    /// cleanup; returns its `outcome:` line.
+    fn wait_for_cleanup(&mut self) -> String {
+        let mut outcome = String::new();
+        // Bounded by HANG per line and by the child's output.
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(HANG)
+                .expect("the child never reached its cleanup");
+            if let Some(at) = line.find("outcome: ") {
+                outcome = line[at..].to_string();
+            }
+            if line.contains("cleaning up") {
+                break;
+            }
+        }
+        assert!(self.is_running(), "the cleanup is hanging");
+        outcome
     }
 
     fn is_running(&mut self) -> bool {
@@ -993,14 +1023,10 @@ fn request(addr: SocketAddr, path: &str) -> (String, String) {
 /// connections are still served (and told to go away); after the delay, new
 /// connections are refused and the server drains.
 fn drain_delay_serves_while_readiness_says_draining(runtime: &str) {
-    let mut server = Server::start_with(
+    let mut server = Server::start_env(
         runtime,
         Duration::from_secs(30),
-        Launch {
-            env: &[("WIND_DOWN_DRAIN_DELAY_MS", "2000")],
-            ..Launch::default()
-        },
-        |_| {},
+        &[("WIND_DOWN_DRAIN_DELAY_MS", "2000")],
     );
     let addr = server.addr;
     assert_eq!(request(addr, "/ready").0, "HTTP/1.1 200 OK");
@@ -1050,32 +1076,17 @@ fn unused_signals_do_not_swallow_sigterm(runtime: &str) {
 /// A forced drain whose cleanup then hangs: the third signal (TERM, INT, TERM)
 /// ends the process at once with SIGTERM's default exit status.
 fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
-    let mut server = Server::start_with(
+    let mut server = Server::start_env(
         runtime,
         Duration::from_secs(120),
-        Launch {
-            env: &[("WIND_DOWN_E2E_CLEANUP", "hang")],
-            ..Launch::default()
-        },
-        |_| {},
+        &[("WIND_DOWN_E2E_CLEANUP", "hang")],
     );
     let mut stream = open_endless_stream(server.addr);
     server.signal("TERM");
     wait_refused(server.addr);
     server.signal("INT");
     // The forced drain ends serve; the cleanup starts and hangs.
-    let start = Instant::now();
-    loop {
-        let line = server
-            .lines
-            .recv_timeout(HANG)
-            .expect("the child never reached its cleanup");
-        if line.contains("cleaning up") {
-            break;
-        }
-        assert!(start.elapsed() < HANG, "no cleanup");
-    }
-    assert!(server.is_running(), "the cleanup is hanging");
+    server.wait_for_cleanup();
     server.signal("TERM");
     let (status, _) = server.wait();
     assert_eq!(status.code(), Some(143), "{status:?}");
@@ -1086,32 +1097,15 @@ fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
 /// SIGINT ends the process at once, with SIGINT's default exit status; the
 /// server no longer needs it.
 fn a_signal_after_a_clean_drain_ends_a_hanging_cleanup(runtime: &str) {
-    let mut server = Server::start_with(
+    let mut server = Server::start_env(
         runtime,
         Duration::from_secs(30),
-        Launch {
-            env: &[("WIND_DOWN_E2E_CLEANUP", "hang")],
-            ..Launch::default()
-        },
-        |_| {},
+        &[("WIND_DOWN_E2E_CLEANUP", "hang")],
     );
     assert_eq!(request(server.addr, "/").0, "HTTP/1.1 200 OK");
     server.signal("INT");
-    let start = Instant::now();
-    loop {
-        let line = server
-            .lines
-            .recv_timeout(HANG)
-            .expect("the child never reached its cleanup");
-        if line.contains("outcome: ") {
-            assert!(line.ends_with("outcome: drained"), "{line}");
-        }
-        if line.contains("cleaning up") {
-            break;
-        }
-        assert!(start.elapsed() < HANG, "no cleanup");
-    }
-    assert!(server.is_running(), "the cleanup is hanging");
+    let outcome = server.wait_for_cleanup();
+    assert_eq!(outcome, "outcome: drained");
     server.signal("INT");
     let (status, _) = server.wait();
     assert_eq!(status.code(), Some(130), "{status:?}");
@@ -1122,11 +1116,7 @@ fn a_signal_after_a_clean_drain_ends_a_hanging_cleanup(runtime: &str) {
 /// request fully written before the signal is answered, and the child exits 0.
 /// Several rounds.
 fn no_request_written_before_sigterm_is_lost(runtime: &str) {
-    let seed = std::env::var("TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed}");
+    let seed = load::seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     for round in 0..4 {
         let mut server = Server::start(runtime, Duration::from_secs(30));

@@ -673,18 +673,9 @@ fn serve_returns_only_when_every_connection_let_go<H: Harness>() {
             .unwrap();
         stuck.push(c);
     }
-    let start = std::time::Instant::now();
     // This test's own, the harness's probe, the server's service, and per
     // connection its copy of the service and its request in flight.
-    let in_flight = 1 + 1 + 1 + 5 * 2;
-    while Arc::strong_count(&held) < in_flight && start.elapsed() < HANG {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        Arc::strong_count(&held),
-        in_flight,
-        "five requests in flight"
-    );
+    wait_until_held(&held, 1 + 1 + 1 + 5 * 2, "five requests in flight");
     let outcome = finish(&shutdown, &done).unwrap();
     assert_eq!(outcome.remaining(), 5, "{outcome}");
     assert_eq!(
@@ -727,16 +718,17 @@ fn request_in_handler(addr: SocketAddr, held: &Arc<()>, path: &str) -> TcpStream
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").as_bytes())
         .unwrap();
-    let start = std::time::Instant::now();
-    while Arc::strong_count(held) < 5 && start.elapsed() < HANG {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        Arc::strong_count(held),
-        5,
-        "the request never reached its handler"
-    );
+    wait_until_held(held, 5, "the request never reached its handler");
     c
+}
+
+/// Waits until `held` has `count` holders (requests in their handlers hold it).
+fn wait_until_held(held: &Arc<()>, count: usize, what: &str) {
+    let start = std::time::Instant::now();
+    while Arc::strong_count(held) < count && start.elapsed() < HANG {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(Arc::strong_count(held), count, "{what}");
 }
 
 /// A server in a child scope of the application's coordinator: the handle it
@@ -1120,7 +1112,8 @@ fn connections_go_away_during_the_drain_delay<H: Harness>() {
 
 /// With `go_away_during_delay(false)`, connections are left alone during the
 /// delay: keep-alive responses do not say close, HTTP/2 connections take new
-/// requests; the trigger then drains them.
+/// requests; the trigger then drains them, and a response in flight at the
+/// trigger says close.
 fn without_go_away_connections_stay_during_the_drain_delay<H: Harness>() {
     let (addr, shutdown, done) = H::start(Options {
         drain_delay: Some(HANG * 10),
@@ -1139,7 +1132,21 @@ fn without_go_away_connections_stay_during_the_drain_delay<H: Harness>() {
         assert_eq!(rt.block_on(h2_get(&mut h2, "/")).unwrap().0, 200);
     }
     assert_eq!(shutdown.phase(), Phase::Announced);
-    assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
+    // At the trigger the connections are asked to close all the same: a request
+    // in flight then is answered with `connection: close`.
+    keep_alive
+        .write_all(b"GET /slow/500 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    while slow_in_handler(addr) < 1 {
+        assert!(start.elapsed() < HANG, "the slow request never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    shutdown.trigger();
+    let (status, close, _) = read_response(&mut keep_alive);
+    assert_eq!((status.as_str(), close), ("http/1.1 200 ok", true));
+    let outcome = done.recv_timeout(HANG).expect("serve did not return");
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
     assert!(closed_by_server(&mut keep_alive));
     rt.block_on(async { tokio::time::timeout(HANG, h2_conn).await.unwrap() })
         .unwrap()
@@ -1167,16 +1174,7 @@ fn serve_returns_only_when_every_http2_stream_let_go<H: Harness>() {
         .collect();
     // This test's own, the harness's probe, the server's service, the
     // connection's copy of it, and one per stream in flight.
-    let in_flight = 1 + 1 + 1 + 1 + 5;
-    let start = std::time::Instant::now();
-    while Arc::strong_count(&held) < in_flight && start.elapsed() < HANG {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(
-        Arc::strong_count(&held),
-        in_flight,
-        "five streams in flight"
-    );
+    wait_until_held(&held, 1 + 1 + 1 + 1 + 5, "five streams in flight");
     let outcome = finish(&shutdown, &done).unwrap();
     assert_eq!(outcome.remaining(), 1, "{outcome}");
     assert_eq!(
@@ -1395,11 +1393,7 @@ fn a_deaf_websocket_session_is_forced_and_named<H: Harness>() {
 /// random moment (seeded; the seed is printed, `TEST_SEED` replays it); every
 /// request fully written before the trigger must be answered. Several rounds.
 fn no_request_written_before_the_trigger_is_lost<H: Harness>() {
-    let seed = std::env::var("TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    println!("seed {seed}");
+    let seed = load::seed();
     let mut rng = fastrand::Rng::with_seed(seed);
     for round in 0..8 {
         let (addr, shutdown, done) = H::start(Options::default());
@@ -1560,8 +1554,9 @@ mod tls {
     }
 
     /// A client that connects and never starts its handshake: the trigger closes
-    /// its connection at once; the drain waits neither for the (one-hour)
-    /// handshake timeout nor for the one-hour grace period.
+    /// its connection (within `CLOSE_GRACE`), reported as closed before its first
+    /// request; the drain waits neither for the (one-hour) handshake timeout nor
+    /// for the one-hour grace period.
     fn a_stalled_handshake_is_closed_at_the_trigger<H: Harness>() {
         let (tls, _) = server_config();
         let errors = Reported::default();
@@ -1581,6 +1576,14 @@ mod tls {
         assert!(
             ended_by_server(&mut stalled),
             "the stalled handshake was not closed"
+        );
+        let peer = stalled.local_addr().unwrap();
+        let reported = errors.lock().unwrap().clone();
+        assert!(
+            reported
+                .iter()
+                .any(|(p, e)| *p == peer && e.contains("before its first request")),
+            "not reported as closed before its first request: {reported:?}"
         );
     }
 
@@ -1603,14 +1606,7 @@ mod tls {
         });
         // This test's, the harness's probe, the server's service, the connection's
         // copy, and the request in its handler.
-        let start = std::time::Instant::now();
-        while Arc::strong_count(&held) < 5 {
-            assert!(
-                start.elapsed() < HANG,
-                "the request never reached its handler"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_until_held(&held, 5, "the request never reached its handler");
         shutdown.trigger();
         let (_, status, close, body) = rt.block_on(slow).unwrap();
         assert_eq!((status, close, body.as_str()), (200, true, "slow 1500\n"));

@@ -38,6 +38,9 @@ compile_error!(
 pub struct Http<E> {
     #[cfg(feature = "hyper")]
     builder: hyper_util::server::conn::auto::Builder<StreamExec<E>>,
+    /// Serves HTTP/2 only (ALPN chose it).
+    #[cfg(feature = "hyper")]
+    http2_only: bool,
     #[cfg(all(feature = "http1", not(feature = "hyper")))]
     builder: hyper::server::conn::http1::Builder,
     #[cfg(all(feature = "http1", not(feature = "hyper")))]
@@ -58,7 +61,10 @@ impl<E: Clone> Http<E> {
             .timer(runtime.hyper_timer())
             .header_read_timeout(HEADER_READ_TIMEOUT);
         builder.http2().timer(runtime.hyper_timer());
-        Http { builder }
+        Http {
+            builder,
+            http2_only: false,
+        }
     }
 
     /// This builder, serving HTTP/2 only (ALPN chose it).
@@ -66,6 +72,7 @@ impl<E: Clone> Http<E> {
     pub(crate) fn http2_only(self) -> Self {
         Http {
             builder: self.builder.http2_only(),
+            http2_only: true,
         }
     }
 
@@ -74,6 +81,7 @@ impl<E: Clone> Http<E> {
     pub(crate) fn http1_only(self) -> Self {
         Http {
             builder: self.builder.http1_only(),
+            http2_only: false,
         }
     }
 
@@ -128,7 +136,7 @@ impl<E: Clone> Http<E> {
         B::Data: Send,
         E: hyper::rt::Executor<BoxTask> + Clone + Send + Sync + 'static,
     {
-        let leave = Leave::new(departure, false);
+        let leave = Leave::new(departure, self.http2_only);
         let service = GoAway::new(service, leave.clone());
         let conn = self.builder.serve_connection_with_upgrades(io, service);
         Leaving::new(conn.into_owned(), leave)

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use crate::coordinator::Shutdown;
 use crate::coordinator::watch::{Tracked, Watched};
-use crate::server::task::TaskScope;
+use crate::server::task::{TaskScope, WeakTaskScope};
 
 /// The connection a request came on, in the extensions of every request served by
 /// [`Server::serve_http`](crate::Server::serve_http) or
@@ -50,8 +50,10 @@ use crate::server::task::TaskScope;
 /// ```
 #[derive(Clone)]
 pub struct Connection {
-    /// `None` if the request was not read by a server's connection task.
-    scope: Option<TaskScope>,
+    /// `None` if the request was not read by a server's connection task. Weak: a
+    /// `Connection` kept somewhere (an extractor stored in state, a task that
+    /// owns the request) does not keep the server waiting; tracked work does.
+    scope: Option<WeakTaskScope>,
     shutdown: Shutdown,
 }
 
@@ -60,7 +62,7 @@ impl Connection {
     /// coordinator is `shutdown`.
     pub(crate) fn current(shutdown: &Shutdown) -> Self {
         Connection {
-            scope: TaskScope::current(),
+            scope: TaskScope::current().map(|scope| scope.downgrade()),
             shutdown: shutdown.clone(),
         }
     }
@@ -73,13 +75,33 @@ impl Connection {
         &self,
         work: F,
     ) -> Watched<Tracked<impl Future<Output = F::Output> + use<F>>> {
-        let scope = self.scope.clone();
-        self.shutdown.track(async move {
-            // Declared first, dropped last: the connection's place is given back
-            // after `work` was dropped, also when it is cut short.
-            let _scope = scope;
-            work.await
+        let scope = self.scope.as_ref().and_then(WeakTaskScope::upgrade);
+        self.shutdown.track(InScope {
+            work,
+            _scope: scope,
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Tracked work holding its connection's place: `work` is dropped first (fields
+    /// drop in order), so the place is given back after it, also when the work is
+    /// cut short or never polled.
+    struct InScope<F> {
+        #[pin]
+        work: F,
+        _scope: Option<TaskScope>,
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().work.poll(cx)
     }
 }
 

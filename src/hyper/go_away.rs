@@ -3,8 +3,9 @@
 //! accepting and nothing is refused (see [`Server::go_away_during_delay`]).
 //!
 //! Invariants:
-//! - an HTTP/1 response completed after the announcement says `connection: close`
-//!   (but for an upgrade's `101 Switching Protocols`),
+//! - an HTTP/1 response completed after the announcement (after the trigger, with
+//!   the option off) says `connection: close` (but for an upgrade's
+//!   `101 Switching Protocols`),
 //!   so hyper closes its connection once it is written; a request in flight or
 //!   still to come on a connection is served, never cut;
 //! - an HTTP/2 connection (known from its first request, or from an HTTP/2-only
@@ -48,6 +49,7 @@ use pin_project_lite::pin_project;
 use super::connection::Connection;
 use super::runtime::BoxError;
 use crate::coordinator::Shutdown;
+use crate::coordinator::phase::Phase;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
 
@@ -60,7 +62,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
 /// take to start one before it is closed, by default (1 s).
 pub const DEFAULT_PRE_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
-type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A sleep on the server's runtime.
+pub(crate) type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The server's runtime's timer.
 pub(crate) type Timer = Arc<dyn Fn(Duration) -> Sleep + Send + Sync>;
@@ -112,8 +115,11 @@ impl Leave {
         self.requests.load(Ordering::Acquire)
     }
 
-    fn announced(&self) -> bool {
-        self.departure.go_away && !self.departure.shutdown.is_ready()
+    /// Whether an HTTP/1 response must say `connection: close`: once draining,
+    /// and from the announcement on when going away.
+    fn closing(&self) -> bool {
+        let phase = self.departure.shutdown.phase();
+        phase >= Phase::Draining || (self.departure.go_away && phase >= Phase::Announced)
     }
 }
 
@@ -180,7 +186,7 @@ where
         let mut response = ready!(this.inner.poll(cx));
         if let (Ok(response), Some(leave)) = (&mut response, this.leave.as_ref()) {
             // An upgrade (a WebSocket) keeps its `connection: upgrade`.
-            if leave.announced() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            if leave.closing() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -3,8 +3,10 @@
 //!
 //! Invariants:
 //! - the handshake runs inside the watched connection: a trigger during a
-//!   handshake closes the connection at once, and the handshake is bounded by its
-//!   own timeout as well as by the grace period;
+//!   handshake closes the connection within [`CLOSE_GRACE`] (a handshake that
+//!   ends meanwhile is served, asked to close: a request sent with the client's
+//!   last flight is answered), and the handshake is bounded by its own timeout as
+//!   well as by the grace period;
 //! - a failed or timed-out handshake ends that connection with an error reported
 //!   like any connection error, never the server;
 //! - the negotiated ALPN protocol picks the HTTP version: `h2` serves HTTP/2 only,
@@ -27,7 +29,7 @@ use rustls::ServerConfig;
 
 use super::Http;
 use super::builder::Served;
-use super::go_away::NoRequest;
+use super::go_away::{CLOSE_GRACE, NoRequest, Sleep, Timer};
 use super::runtime::{BoxError, HyperRuntime, IntoHyperIo};
 use super::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
@@ -94,7 +96,8 @@ where
     /// Serves `service` over TLS: each connection's handshake (bounded by the
     /// handshake timeout), then HTTP/2 or HTTP/1 as ALPN says, otherwise as
     /// [`serve_http`](Server::serve_http). A trigger during a handshake closes that
-    /// connection at once; a failed handshake is a connection error (see
+    /// connection within [`CLOSE_GRACE`](super::CLOSE_GRACE) (reported as closed
+    /// before its first request); a failed handshake is a connection error (see
     /// [`on_connection_error`](Server::on_connection_error)).
     pub async fn serve_https<S, B>(self, tls: Tls, service: S) -> Result<Outcome, ServeError>
     where
@@ -155,7 +158,7 @@ where
             + 'static,
     {
         let http = Http::new(self.runtime());
-        let runtime = self.runtime().clone();
+        let timer = self.departure().timer;
         self.serve_reported(move |io: L::Io, peer: L::Addr| {
             let (http, serve) = (http.clone(), serve.clone());
             let config = tls.config.clone();
@@ -169,9 +172,10 @@ where
                 Ok(serve(io, http, peer))
             });
             TlsConnection {
-                handshake: Some((handshake, Box::pin(runtime.sleep(tls.handshake_timeout)))),
+                handshake: Some((handshake, timer(tls.handshake_timeout))),
                 conn: None,
-                abandoned: false,
+                timer: timer.clone(),
+                triggered: false,
             }
         })
         .await
@@ -179,15 +183,16 @@ where
 }
 
 type Handshake = Pin<Box<dyn Future<Output = io::Result<Pin<Box<dyn Served>>>> + Send>>;
-type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A connection in its TLS handshake, then served.
 struct TlsConnection {
     handshake: Option<(Handshake, Sleep)>,
     conn: Option<Pin<Box<dyn Served>>>,
-    /// The trigger came during the handshake: closed at once, reported as closed
-    /// before its first request.
-    abandoned: bool,
+    /// The runtime's timer, for the grace a handshake gets at the trigger.
+    timer: Timer,
+    /// The trigger came: a handshake still running gets [`CLOSE_GRACE`] to end,
+    /// and the connection it makes is asked to close at once.
+    triggered: bool,
 }
 
 impl Future for TlsConnection {
@@ -195,23 +200,25 @@ impl Future for TlsConnection {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.abandoned {
-            return Poll::Ready(Err(Box::new(NoRequest)));
-        }
         if let Some((handshake, timeout)) = this.handshake.as_mut() {
             match handshake.as_mut().poll(cx) {
-                Poll::Ready(Ok(conn)) => {
+                Poll::Ready(Ok(mut conn)) => {
+                    if this.triggered {
+                        conn.as_mut().ask_graceful();
+                    }
                     this.handshake = None;
                     this.conn = Some(conn);
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(Box::new(error))),
                 Poll::Pending => {
-                    if timeout.as_mut().poll(cx).is_ready() {
-                        let error =
-                            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
-                        return Poll::Ready(Err(Box::new(error)));
+                    if timeout.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    return Poll::Pending;
+                    if this.triggered {
+                        return Poll::Ready(Err(Box::new(NoRequest)));
+                    }
+                    let error = io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
+                    return Poll::Ready(Err(Box::new(error)));
                 }
             }
         }
@@ -225,9 +232,13 @@ impl Future for TlsConnection {
 impl GracefulConnection for TlsConnection {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         let this = self.get_mut();
-        match this.conn.as_mut() {
-            Some(conn) => conn.as_mut().ask_graceful(),
-            None => this.abandoned = true,
+        this.triggered = true;
+        match (this.conn.as_mut(), this.handshake.as_mut()) {
+            (Some(conn), _) => conn.as_mut().ask_graceful(),
+            // A client whose handshake is nearly done may have sent its request
+            // with its last flight: a moment to finish, not the full timeout.
+            (None, Some((_, timeout))) => *timeout = (this.timer)(CLOSE_GRACE),
+            (None, None) => {}
         }
     }
 }

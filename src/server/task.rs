@@ -63,12 +63,31 @@ impl TaskScope {
         drop(self);
     }
 
+    /// A handle that does not keep the connection's place.
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakTaskScope {
+        WeakTaskScope(Arc::downgrade(&self.0))
+    }
+
     /// `task` (the connection's), polled with this scope current.
     pub(crate) fn enclose<F: Future>(self, task: F) -> InScope<F> {
         InScope {
             task,
             scope: Some(self.0),
         }
+    }
+}
+
+/// A [`TaskScope`] that does not keep the connection's place: only what is run
+/// in the scope (upgraded from this) does.
+#[derive(Clone)]
+pub(crate) struct WeakTaskScope(std::sync::Weak<Scope>);
+
+impl WeakTaskScope {
+    /// The scope, if its connection task or a task of it still runs.
+    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    pub(crate) fn upgrade(&self) -> Option<TaskScope> {
+        self.0.upgrade().map(TaskScope)
     }
 }
 

@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 const HANG: Duration = Duration::from_secs(60);
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
 
+/// The seed of a randomized test: `TEST_SEED`, or a new one; printed, so that a
+/// failing run can be replayed.
+pub fn seed() -> u64 {
+    let seed = std::env::var("TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    println!("seed {seed}");
+    seed
+}
+
 /// One request as its client saw it.
 struct Sent {
     written_at: Instant,
