@@ -21,7 +21,8 @@ use crate::coordinator::wait::Wait;
 pin_project! {
     /// A response body that ends when `shutdown` is triggered, optionally after a
     /// final chunk: an endless stream (server-sent events, a log tail) then ends
-    /// cleanly for its client, and its connection drains at once instead of
+    /// cleanly for its client at the trigger, and its connection closes right
+    /// after (an HTTP/1 one within [`CLOSE_GRACE`](super::CLOSE_GRACE)) instead of
     /// holding the drain until the deadline.
     ///
     /// ```
