@@ -1140,14 +1140,7 @@ fn no_request_written_before_sigterm_is_lost(runtime: &str) {
 fn peers_without_a_request_do_not_hold_the_exit(runtime: &str) {
     let mut server = Server::start(runtime, Duration::from_secs(120));
     let addr = server.addr;
-    let _silent = TcpStream::connect(addr).unwrap();
-    let mut half = TcpStream::connect(addr).unwrap();
-    half.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
-        .unwrap();
-    let mut preface = TcpStream::connect(addr).unwrap();
-    preface
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        .unwrap();
+    let _peers = load::unstarted_peers(addr);
     // The three, and the stats connection.
     wait_for_stats(addr, |watchers, _| watchers == 4);
     server.signal("TERM");

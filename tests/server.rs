@@ -1443,14 +1443,7 @@ fn connections_without_a_request_are_closed_after_the_pre_request_grace<H: Harne
         errors: Some(errors.clone()),
         ..Options::default()
     });
-    let silent = TcpStream::connect(addr).unwrap();
-    let mut half = TcpStream::connect(addr).unwrap();
-    half.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
-        .unwrap();
-    let mut preface = TcpStream::connect(addr).unwrap();
-    preface
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        .unwrap();
+    let peers = load::unstarted_peers(addr);
     let start = std::time::Instant::now();
     while shutdown.report().remaining < 3 {
         assert!(
@@ -1461,11 +1454,7 @@ fn connections_without_a_request_are_closed_after_the_pre_request_grace<H: Harne
     }
     let outcome = finish(&shutdown, &done).unwrap();
     assert_eq!(outcome, Outcome::Drained);
-    for (kind, mut s) in [
-        ("silent", silent),
-        ("half-sent", half),
-        ("preface", preface),
-    ] {
+    for (kind, mut s) in peers {
         assert!(ended_by_server(&mut s), "{kind}: not closed");
         let peer = s.local_addr().unwrap();
         let reported = errors.lock().unwrap().clone();

@@ -1,6 +1,8 @@
-//! A keep-alive load generator for the "nothing sent is lost" tests: clients in a
-//! closed loop of `GET /` on one connection each, recording per request whether
-//! its bytes were all written before a given moment and whether it was answered.
+//! Clients for the shutdown-edge tests: a keep-alive load generator for the
+//! "nothing sent is lost" tests (clients in a closed loop of `GET /` on one
+//! connection each, recording per request whether its bytes were all written
+//! before a given moment and whether it was answered), and peers that never
+//! start a request.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -115,4 +117,22 @@ fn read_hello(c: &mut TcpStream) -> bool {
         }
     }
     true
+}
+
+/// Three connections to `addr` that never start a request, by kind: one silent,
+/// one with half-sent headers, one with an HTTP/2 preface and no SETTINGS.
+pub fn unstarted_peers(addr: SocketAddr) -> [(&'static str, TcpStream); 3] {
+    let silent = TcpStream::connect(addr).unwrap();
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut preface = TcpStream::connect(addr).unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    [
+        ("silent", silent),
+        ("half-sent", half),
+        ("preface", preface),
+    ]
 }
