@@ -138,8 +138,7 @@ impl<E: Clone> Http<E> {
     {
         let leave = Leave::new(departure, self.http2_only);
         let service = GoAway::new(service, leave.clone());
-        let conn = self.builder.serve_connection_with_upgrades(io, service);
-        Leaving::new(conn.into_owned(), leave)
+        Leaving::new(self.serve_connection(io, service), leave)
     }
 }
 
@@ -195,8 +194,7 @@ impl<E: Clone> Http<E> {
     {
         let leave = Leave::new(departure, false);
         let service = GoAway::new(service, leave.clone());
-        let conn = self.builder.serve_connection(io, service).with_upgrades();
-        Leaving::new(conn, leave)
+        Leaving::new(self.serve_connection(io, service), leave)
     }
 }
 
@@ -257,7 +255,7 @@ impl<E: Clone> Http<E> {
         // Every connection is HTTP/2.
         let leave = Leave::new(departure, true);
         let service = GoAway::new(service, leave.clone());
-        Leaving::new(self.builder.serve_connection(io, service), leave)
+        Leaving::new(self.serve_connection(io, service), leave)
     }
 }
 

@@ -29,7 +29,7 @@ use rustls::ServerConfig;
 
 use super::Http;
 use super::builder::Served;
-use super::go_away::{CLOSE_GRACE, NoRequest, Sleep, Timer};
+use super::go_away::{CLOSE_GRACE, Departure, NoRequest, Sleep, Timer};
 use super::runtime::{BoxError, HyperRuntime, IntoHyperIo};
 use super::tower::TowerConnection;
 use crate::coordinator::outcome::Outcome;
@@ -108,9 +108,8 @@ where
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let departure = self.departure();
-        self.serve_tls(tls, move |io, http, _| {
-            let conn = http.serve_for_server(io, service.clone(), &departure);
+        self.serve_tls(tls, move |io, http, _, departure| {
+            let conn = http.serve_for_server(io, service.clone(), departure);
             Box::pin(conn) as Pin<Box<dyn Served>>
         })
         .await
@@ -134,8 +133,7 @@ where
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let departure = self.departure();
-        self.serve_tls(tls, move |io, http, peer| {
+        self.serve_tls(tls, move |io, http, peer, departure| {
             let conn = TowerConnection::new::<_, _, _, _, _, R>(
                 make.clone(),
                 peer,
@@ -149,18 +147,24 @@ where
     }
 
     /// Each connection: its handshake, bounded by the timeout, then `serve` on the
-    /// TLS stream with the builder that ALPN chose.
+    /// TLS stream with the builder that ALPN chose and the server's departure.
     async fn serve_tls<F>(self, tls: Tls, serve: F) -> Result<Outcome, ServeError>
     where
-        F: Fn(<L::Io as TlsAccept>::Io, Http<R::Executor>, L::Addr) -> Pin<Box<dyn Served>>
+        F: Fn(
+                <L::Io as TlsAccept>::Io,
+                Http<R::Executor>,
+                L::Addr,
+                &Departure,
+            ) -> Pin<Box<dyn Served>>
             + Clone
             + Send
             + 'static,
     {
         let http = Http::new(self.runtime());
-        let timer = self.departure().timer;
+        let departure = self.departure();
+        let timer = departure.timer.clone();
         self.serve_reported(move |io: L::Io, peer: L::Addr| {
-            let (http, serve) = (http.clone(), serve.clone());
+            let (http, serve, departure) = (http.clone(), serve.clone(), departure.clone());
             let config = tls.config.clone();
             let handshake = Box::pin(async move {
                 let (io, alpn) = io.accept_tls(config).await?;
@@ -169,7 +173,7 @@ where
                     Some(b"http/1.1") => http.http1_only(),
                     _ => http,
                 };
-                Ok(serve(io, http, peer))
+                Ok(serve(io, http, peer, &departure))
             });
             TlsConnection {
                 handshake: Some((handshake, timer(tls.handshake_timeout))),
