@@ -146,6 +146,7 @@ mod coordinator;
 mod log;
 pub mod migrating;
 mod server;
+mod signal;
 
 #[cfg(feature = "hyper-base")]
 pub mod hyper;
@@ -167,8 +168,8 @@ pub use coordinator::until::Until;
 pub use coordinator::wait::Wait;
 pub use coordinator::watch::{GracefulConnection, Tracked, Watched};
 pub use server::runtime::{Listener, Runtime};
-pub use server::signal::{Signal, SignalSource, handle_signals};
 pub use server::{DEFAULT_GRACE_PERIOD, ServeError, Server};
+pub use signal::{Signal, SignalSource, handle_signals};
 
 #[cfg(test)]
 mod tests;

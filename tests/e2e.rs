@@ -85,19 +85,74 @@ fn child_server() {
             println!("signals installed"); // none, by design
             smol_serve_without_signals().await
         }),
-        // Signals created and never handed to the server (a mistake): they must
-        // not swallow SIGTERM.
-        "tokio-unused-signals" => tokio_runtime().block_on(async {
-            let _signals = wind_down::tokio::Signals::new().unwrap();
+        // Signals created and dropped, never handed to the server (a mistake):
+        // they must not swallow SIGTERM.
+        "tokio-dropped-signals" => tokio_runtime().block_on(async {
+            drop(wind_down::tokio::Signals::new().unwrap());
             println!("signals installed");
             tokio_serve_without_signals().await
         }),
         #[cfg(feature = "smol")]
-        "smol-unused-signals" => smol::block_on(async {
-            let _signals = wind_down::smol::Signals::new().unwrap();
+        "smol-dropped-signals" => smol::block_on(async {
+            drop(wind_down::smol::Signals::new().unwrap());
             println!("signals installed");
             smol_serve_without_signals().await
         }),
+        // A source created and dropped, then the server's, which the server takes
+        // only a while after the test's SIGTERM: the stale one decides nothing.
+        "tokio-stale-signals" => tokio_runtime().block_on(async {
+            drop(wind_down::tokio::Signals::new().unwrap());
+            let signals = wind_down::tokio::Signals::new().unwrap();
+            println!("signals installed");
+            tokio::time::sleep(SLOW_TO_SERVE).await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let runtime = wind_down::tokio::Tokio::current();
+            app::run(runtime, listener, signals, app::deadline_from_env()).await
+        }),
+        #[cfg(feature = "smol")]
+        "smol-stale-signals" => smol::block_on(async {
+            drop(wind_down::smol::Signals::new().unwrap());
+            let signals = wind_down::smol::Signals::new().unwrap();
+            println!("signals installed");
+            smol::Timer::after(SLOW_TO_SERVE).await;
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let runtime = wind_down::smol::Smol::global();
+            app::run(runtime, listener, signals, app::deadline_from_env()).await
+        }),
+        // Two servers in one process, each with a `Signals` of its own.
+        "tokio-two-servers" => tokio_runtime().block_on(async {
+            use wind_down::tokio::{Signals, Tokio};
+            let (first, second) = (Signals::new().unwrap(), Signals::new().unwrap());
+            println!("signals installed");
+            let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
+            let (a, b) = (bind().await, bind().await);
+            let deadline = app::deadline_from_env();
+            let both = futures_lite::future::zip(
+                app::run(Tokio::current(), a, first, deadline),
+                app::run(Tokio::current(), b, second, deadline),
+            );
+            worse(both.await)
+        }),
+        #[cfg(feature = "smol")]
+        "smol-two-servers" => smol::block_on(async {
+            use wind_down::smol::{Signals, Smol};
+            let (first, second) = (Signals::new().unwrap(), Signals::new().unwrap());
+            println!("signals installed");
+            let bind = || async { smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
+            let (a, b) = (bind().await, bind().await);
+            let deadline = app::deadline_from_env();
+            let both = futures_lite::future::zip(
+                app::run(Smol::global(), a, first, deadline),
+                app::run(Smol::global(), b, second, deadline),
+            );
+            worse(both.await)
+        }),
+        // `Signals::new()` and drop, many times: prints the thread and descriptor
+        // counts after a few cycles and after all of them.
+        "tokio-churn" => tokio_runtime()
+            .block_on(async { churn(|| drop(wind_down::tokio::Signals::new().unwrap())) }),
+        #[cfg(feature = "smol")]
+        "smol-churn" => churn(|| drop(wind_down::smol::Signals::new().unwrap())),
         // A second, unused Signals next to the server's: the server's drain must
         // not be cut short by it.
         "tokio-extra-signals" => tokio_runtime().block_on(async {
@@ -126,6 +181,46 @@ fn child_server() {
     }
     std::process::exit(if outcome.is_drained() { 0 } else { 1 });
 }
+
+/// How long the stale-source child waits between creating its `Signals` and
+/// handing it to the server.
+const SLOW_TO_SERVE: Duration = Duration::from_millis(500);
+
+/// The forced outcome of two, if any.
+fn worse((a, b): (wind_down::Outcome, wind_down::Outcome)) -> wind_down::Outcome {
+    if a.is_drained() { b } else { a }
+}
+
+/// Runs `cycle` [`CHURN`] times; prints `churn: <threads> <fds>` after 10 cycles
+/// and after all, and returns a drained outcome.
+fn churn(mut cycle: impl FnMut()) -> wind_down::Outcome {
+    let counts = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        format!("churn: {threads} {fds}")
+    };
+    println!("signals installed");
+    println!("listening on 127.0.0.1:0");
+    for _ in 0..10 {
+        cycle();
+    }
+    println!("{}", counts());
+    for _ in 10..CHURN {
+        cycle();
+    }
+    println!("{}", counts());
+    println!("outcome: drained");
+    wind_down::Outcome::Drained
+}
+
+/// `Signals::new()`/drop cycles of the leak test.
+const CHURN: usize = 1000;
 
 /// Serves the demo app on tokio with no signal source (`Server::new` alone).
 async fn tokio_serve_without_signals() -> wind_down::Outcome {
@@ -189,50 +284,7 @@ impl Server {
         launch: Launch<'_>,
         on_installed: impl FnOnce(u32),
     ) -> Server {
-        let exe = std::env::current_exe().unwrap();
-        let args = [
-            "--ignored",
-            "--exact",
-            "child_server",
-            "--nocapture",
-            "--test-threads=1",
-        ];
-        let mut cmd = match launch.shell {
-            None => {
-                let mut c = Command::new(&exe);
-                c.args(args);
-                c
-            }
-            Some(prelude) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("{prelude} && exec \"$0\" \"$@\""))
-                    .arg(&exe)
-                    .args(args);
-                c
-            }
-        };
-        if let Some(stdin) = launch.stdin {
-            cmd.stdin(stdin);
-        }
-        let mut child = cmd
-            .env("WIND_DOWN_E2E_RUNTIME", runtime)
-            .env("WIND_DOWN_DEADLINE_MS", deadline.as_millis().to_string())
-            .envs(launch.env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn server child");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = spawn_with_lines(Server::command(runtime, deadline, launch));
         let mut on_installed = Some(on_installed);
         let addr = loop {
             let line = lines
@@ -260,8 +312,52 @@ impl Server {
         }
     }
 
+    /// The child's command: its runtime, grace period and `launch`.
+    fn command(runtime: &str, deadline: Duration, launch: Launch<'_>) -> Command {
+        let exe = std::env::current_exe().unwrap();
+        let args = [
+            "--ignored",
+            "--exact",
+            "child_server",
+            "--nocapture",
+            "--test-threads=1",
+        ];
+        let mut cmd = match launch.shell {
+            None => {
+                let mut c = Command::new(&exe);
+                c.args(args);
+                c
+            }
+            Some(prelude) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{prelude} && exec \"$0\" \"$@\""))
+                    .arg(&exe)
+                    .args(args);
+                c
+            }
+        };
+        if let Some(stdin) = launch.stdin {
+            cmd.stdin(stdin);
+        }
+        cmd.env("WIND_DOWN_E2E_RUNTIME", runtime)
+            .env("WIND_DOWN_DEADLINE_MS", deadline.as_millis().to_string())
+            .envs(launch.env.iter().copied());
+        cmd
+    }
+
     fn signal(&self, name: &str) {
         signal(self.child.id(), name);
+    }
+
+    /// The next `listening on` address the child prints (a second server's).
+    fn next_addr(&self) -> SocketAddr {
+        loop {
+            let line = self.lines.recv_timeout(HANG).expect("no second listener");
+            if let Some(at) = line.find("listening on ") {
+                break line[at + "listening on ".len()..].parse().unwrap();
+            }
+        }
     }
 
     /// Waits for the child to exit; returns its status and its `outcome:` line.
@@ -324,6 +420,26 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `cmd` with its stdout read line by line on a thread of its own.
+fn spawn_with_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn server child");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
 }
 
 fn signal(pid: u32, name: &str) {
@@ -508,12 +624,17 @@ per_runtime!(
     emfile_neither_spins_nor_starves,
     no_signal_source_installs_no_handler,
     drain_delay_serves_while_readiness_says_draining,
-    unused_signals_do_not_swallow_sigterm,
+    dropped_signals_do_not_swallow_sigterm,
     third_signal_ends_a_hanging_cleanup,
     a_signal_after_a_clean_drain_ends_a_hanging_cleanup,
     no_request_written_before_sigterm_is_lost,
     peers_without_a_request_do_not_hold_the_exit,
     an_unused_signals_leaves_the_drain_to_the_servers,
+    a_signal_after_signals_new_is_never_lost,
+    signals_new_and_drop_leak_nothing,
+    a_stale_source_decides_nothing,
+    two_servers_drain_on_one_sigterm,
+    an_inherited_ignored_sigint_stays_ignored_without_a_source,
 );
 
 // ---------------------------------------------------------------------------
@@ -988,23 +1109,51 @@ fn emfile_neither_spins_nor_starves(runtime: &str) {
 }
 
 /// Without a signal source, SIGINT keeps its default action: the crate installs
-/// nothing process-wide on its own.
+/// nothing process-wide on its own. (If this test run inherited SIGINT ignored,
+/// as `cargo test &` in a script does, the child inherits that too: then SIGINT
+/// must leave it serving, and SIGTERM ends it.)
 fn no_signal_source_installs_no_handler(runtime: &str) {
     use std::os::unix::process::ExitStatusExt;
     let mut server = Server::start(&format!("{runtime}-no-signals"), Duration::from_secs(10));
-    let mut c = TcpStream::connect(server.addr).unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut head = [0u8; 12];
-    c.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    assert_eq!(request(server.addr, "/").0, "HTTP/1.1 200 OK");
     server.signal("INT");
+    let expected = if sigint_ignored_here() {
+        eprintln!("SIGINT is ignored in this test run: checking that it stays ignored");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(request(server.addr, "/").0, "HTTP/1.1 200 OK");
+        server.signal("TERM");
+        15
+    } else {
+        2
+    };
     let (status, _) = server.wait();
     assert_eq!(
         status.signal(),
-        Some(2),
-        "expected death by SIGINT, got {status:?}"
+        Some(expected),
+        "expected death by signal {expected}, got {status:?}"
     );
+}
+
+/// Whether this process has SIGINT ignored (inherited: the tests install no
+/// handler of their own), from `SigIgn` in `/proc/self/status`.
+fn sigint_ignored_here() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|mask| mask & 0b10 != 0)
+}
+
+/// SIGINT, or SIGTERM where this test run inherited SIGINT ignored (the child
+/// inherits it too, and with no source left an ignored signal stays ignored).
+fn interrupt_or_terminate() -> (&'static str, i32) {
+    if sigint_ignored_here() {
+        eprintln!("SIGINT is ignored in this test run: using SIGTERM instead");
+        ("TERM", 15)
+    } else {
+        ("INT", 2)
+    }
 }
 
 /// One request on a new connection; returns (status line, whole response).
@@ -1059,23 +1208,25 @@ fn drain_delay_serves_while_readiness_says_draining(runtime: &str) {
     server.expect_drained();
 }
 
-/// `Signals` created but never handed to the server: SIGTERM still ends the
-/// process, with the default action's exit status, instead of being swallowed.
-fn unused_signals_do_not_swallow_sigterm(runtime: &str) {
+/// `Signals` created and dropped, never handed to the server: SIGTERM still ends
+/// the process, which dies by the signal, instead of being swallowed.
+fn dropped_signals_do_not_swallow_sigterm(runtime: &str) {
+    use std::os::unix::process::ExitStatusExt;
     let mut server = Server::start(
-        &format!("{runtime}-unused-signals"),
+        &format!("{runtime}-dropped-signals"),
         Duration::from_secs(10),
     );
     let (status, _) = request(server.addr, "/");
     assert_eq!(status, "HTTP/1.1 200 OK");
     server.signal("TERM");
     let (status, outcome) = server.wait();
-    assert_eq!(status.code(), Some(143), "{status:?} {outcome}");
+    assert_eq!(status.signal(), Some(15), "{status:?} {outcome}");
 }
 
 /// A forced drain whose cleanup then hangs: the third signal (TERM, INT, TERM)
-/// ends the process at once with SIGTERM's default exit status.
+/// ends the process at once: it dies by SIGTERM.
 fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
+    use std::os::unix::process::ExitStatusExt;
     let mut server = Server::start_env(
         runtime,
         Duration::from_secs(120),
@@ -1089,26 +1240,28 @@ fn third_signal_ends_a_hanging_cleanup(runtime: &str) {
     server.wait_for_cleanup();
     server.signal("TERM");
     let (status, _) = server.wait();
-    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert_eq!(status.signal(), Some(15), "{status:?}");
     let _ = read_to_close(&mut stream);
 }
 
 /// A clean drain (SIGINT, nothing in flight) whose cleanup then hangs: the next
-/// SIGINT ends the process at once, with SIGINT's default exit status; the
-/// server no longer needs it.
+/// SIGINT ends the process at once, which dies by it; the server no longer needs
+/// it.
 fn a_signal_after_a_clean_drain_ends_a_hanging_cleanup(runtime: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let (name, number) = interrupt_or_terminate();
     let mut server = Server::start_env(
         runtime,
         Duration::from_secs(30),
         &[("WIND_DOWN_E2E_CLEANUP", "hang")],
     );
     assert_eq!(request(server.addr, "/").0, "HTTP/1.1 200 OK");
-    server.signal("INT");
+    server.signal(name);
     let outcome = server.wait_for_cleanup();
     assert_eq!(outcome, "outcome: drained");
-    server.signal("INT");
+    server.signal(name);
     let (status, _) = server.wait();
-    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(status.signal(), Some(number), "{status:?}");
 }
 
 /// hyper#3792 from outside: 32 keep-alive clients in a closed loop of `GET /`
@@ -1147,9 +1300,8 @@ fn peers_without_a_request_do_not_hold_the_exit(runtime: &str) {
     server.expect_drained();
 }
 
-/// An unused `Signals` next to the server's: SIGTERM is the server's, whose drain
-/// (a 4 s request in flight, longer than the 2 s an unclaimed source waits for a
-/// claim) completes and exits 0.
+/// An unused `Signals` next to the server's: SIGTERM reaches the server's too,
+/// whose drain (a 4 s request in flight) completes and exits 0.
 fn an_unused_signals_leaves_the_drain_to_the_servers(runtime: &str) {
     let mut server = Server::start(&format!("{runtime}-extra-signals"), Duration::from_secs(30));
     let addr = server.addr;
@@ -1159,6 +1311,206 @@ fn an_unused_signals_leaves_the_drain_to_the_servers(runtime: &str) {
     let (status, response) = slow.join().unwrap();
     assert_eq!(status, "HTTP/1.1 200 OK", "{response}");
     server.expect_drained();
+}
+
+/// SIGTERM at swept moments after the child is spawned, from before its `main`
+/// to past its `Signals::new()` (the window is measured first), quiet and under
+/// a CPU hog: every run either drains and exits 0, or dies by SIGTERM before it
+/// said its handlers were installed. A lost signal leaves the child serving and
+/// fails the run.
+fn a_signal_after_signals_new_is_never_lost(runtime: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    const QUIET: u32 = 150;
+    const HOGGED: u32 = 100;
+    // Spawn to "signals installed", the slowest of three, plus 5 ms.
+    let window = (0..3)
+        .map(|_| {
+            let spawned = Instant::now();
+            let installed = std::cell::Cell::new(Duration::ZERO);
+            let mut server =
+                Server::start_with(runtime, Duration::from_secs(10), Launch::default(), |_| {
+                    installed.set(spawned.elapsed())
+                });
+            server.signal("TERM");
+            server.expect_drained();
+            installed.get()
+        })
+        .max()
+        .unwrap()
+        + Duration::from_millis(5);
+    println!("sweeping SIGTERM over 0..{window:?} after spawn");
+    let (mut drained, mut early) = (0, 0);
+    for (runs, hogged) in [(QUIET, false), (HOGGED, true)] {
+        let _hog = hogged.then(CpuHog::start);
+        for run in 0..runs {
+            let delay = window * run / runs;
+            let command = Server::command(runtime, Duration::from_secs(10), Launch::default());
+            let spawned = Instant::now();
+            let (mut child, lines) = spawn_with_lines(command);
+            std::thread::sleep(delay.saturating_sub(spawned.elapsed()));
+            signal_now(child.id(), 15);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if spawned.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("SIGTERM {delay:?} after spawn (hogged: {hogged}) was lost");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            let output: Vec<String> = lines.iter().collect();
+            let installed = output.iter().any(|l| l.ends_with("signals installed"));
+            if status.code() == Some(0) && output.iter().any(|l| l.ends_with("outcome: drained")) {
+                drained += 1;
+            } else if status.signal() == Some(15) && !installed {
+                early += 1;
+            } else {
+                panic!("SIGTERM {delay:?} after spawn (hogged: {hogged}): {status:?}, {output:?}");
+            }
+        }
+    }
+    println!("{drained} drained, {early} died by SIGTERM before their handlers");
+    assert!(
+        drained > 0,
+        "no run reached its handlers: the sweep missed the window"
+    );
+}
+
+/// A busy thread per core until dropped (at most [`HANG`]), for runs that must
+/// hold under CPU load.
+struct CpuHog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    fn start() -> CpuHog {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                        && started.elapsed() < HANG
+                    {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        CpuHog { stop, threads }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends signal `number` to `pid` without spawning `kill` (which would shift the
+/// sweep by a process start).
+fn signal_now(pid: u32, number: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let sent = unsafe { libc::kill(pid as libc::pid_t, number) };
+    assert_eq!(sent, 0, "kill({pid}, {number}) failed");
+}
+
+/// 1,000 `Signals::new()`/drop cycles in one process leave the thread and
+/// descriptor counts where they were after the first ten.
+fn signals_new_and_drop_leak_nothing(runtime: &str) {
+    let mut server = Server::start(&format!("{runtime}-churn"), Duration::from_secs(10));
+    let (status, _) = server.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let counts: Vec<&String> = server
+        .output
+        .iter()
+        .filter(|l| l.contains("churn: "))
+        .collect();
+    assert_eq!(counts.len(), 2, "{:?}", server.output);
+    let [after_ten, after_all] = [counts[0], counts[1]]
+        .map(|l| l[l.find("churn: ").unwrap() + "churn: ".len()..].to_string());
+    println!("threads and descriptors after 10 cycles: {after_ten}; after {CHURN}: {after_all}");
+    assert_eq!(
+        after_ten, after_all,
+        "Signals::new()/drop leaks threads or descriptors"
+    );
+}
+
+/// A `Signals` created and dropped before the server's: a SIGTERM that arrives
+/// before the server takes its source (500 ms later) is the server's: it drains
+/// and exits 0, where a stale source used to end the process.
+fn a_stale_source_decides_nothing(runtime: &str) {
+    let mut server = Server::start_with(
+        &format!("{runtime}-stale-signals"),
+        Duration::from_secs(10),
+        Launch::default(),
+        |pid| signal(pid, "TERM"),
+    );
+    server.expect_drained();
+}
+
+/// Two servers in one process, each with its own `Signals`: one SIGTERM drains
+/// both; the slow request on each completes and the process exits 0.
+fn two_servers_drain_on_one_sigterm(runtime: &str) {
+    let mut server = Server::start(&format!("{runtime}-two-servers"), Duration::from_secs(30));
+    let addrs = [server.addr, server.next_addr()];
+    let slow = addrs.map(|addr| std::thread::spawn(move || request(addr, "/slow/1500")));
+    for addr in addrs {
+        wait_for_stats(addr, |_, slow| slow == 1);
+    }
+    server.signal("TERM");
+    for request in slow {
+        let (status, response) = request.join().unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK", "{response}");
+    }
+    server.expect_drained();
+    let drained = server
+        .output
+        .iter()
+        .filter(|l| l.ends_with("outcome: drained"))
+        .count();
+    assert_eq!(drained, 2, "both servers drained: {:?}", server.output);
+    for addr in addrs {
+        wait_refused(addr);
+    }
+}
+
+/// A child that inherits SIGINT ignored (as a background job of a script does):
+/// its `Signals` still hears SIGINT, which drains; once the server is done, no
+/// source is left and SIGINT is ignored again, as inherited, while SIGTERM ends
+/// the hanging cleanup by its default action.
+fn an_inherited_ignored_sigint_stays_ignored_without_a_source(runtime: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut server = Server::start_with(
+        runtime,
+        Duration::from_secs(30),
+        Launch {
+            env: &[("WIND_DOWN_E2E_CLEANUP", "hang")],
+            shell: Some("trap '' INT".into()),
+            ..Launch::default()
+        },
+        |_| {},
+    );
+    assert_eq!(request(server.addr, "/").0, "HTTP/1.1 200 OK");
+    server.signal("INT");
+    assert_eq!(server.wait_for_cleanup(), "outcome: drained");
+    server.signal("INT");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.is_running(),
+        "an inherited-ignored SIGINT ended the process"
+    );
+    server.signal("TERM");
+    let (status, _) = server.wait();
+    assert_eq!(status.signal(), Some(15), "{status:?}");
 }
 
 // ---------------------------------------------------------------------------

@@ -31,9 +31,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::server::runtime::{Listener, Runtime};
-use crate::server::signal::{Claim, Signal, SignalSource};
-#[cfg(not(windows))]
-use crate::server::signal::{ClaimState, run_fallback};
+use crate::signal::{Interest, Signal, SignalSource};
 
 #[cfg(feature = "hyper-base")]
 pub use hyper_glue::HyperExecutor;
@@ -158,16 +156,14 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 /// The process's shutdown signals, through `async-signal`: SIGINT and SIGTERM on
 /// Unix; Ctrl-C only on Windows.
 ///
-/// The handlers are registered by [`Signals::new`], so a signal arriving any time
-/// after it returns is caught. A registered handler replaces the default action,
-/// so on Unix a `Signals` never swallows a signal: a fallback listener (a thread
-/// of its own, with a registration of its own that stays) ends the process with
-/// the default action's exit status (130 for SIGINT, 143 for SIGTERM) on a signal
-/// that no server or [`handle_signals`](crate::handle_signals) claimed within two
-/// seconds, on the third signal once claimed (the first drains, the second
-/// forces), and on the next signal once the server is done with this value
-/// (drained or forced), also when cleanup after the drain hangs or the executor
-/// stopped; but a source that is not claimed now leaves every signal to another, claimed `Signals` if there is one.
+/// The handlers are registered by [`Signals::new`]: every signal from the moment
+/// it returns until the value is dropped is delivered to it, nothing is lost. A
+/// server drops it when it is done with it (after the second signal, or once
+/// drained or forced). On Unix, while no `Signals` lives, SIGINT and SIGTERM have
+/// their default action again: the process dies by the signal (unless it inherited
+/// the signal as ignored). So the third signal, or the next one once the server is
+/// done, ends the process, also when cleanup hangs or the executor stopped. A
+/// `Signals` that is kept alive but never read swallows the signals it receives.
 ///
 /// On Windows `async-signal` only supports Ctrl-C ([`Signal::Interrupt`]):
 /// Ctrl-Break, Ctrl-Close and Ctrl-Shutdown are not available on smol, and closing
@@ -176,8 +172,10 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<smol::ne
 #[derive(Debug)]
 #[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]
 pub struct Signals {
+    /// Declared first: dropped before the registration below, so that a signal
+    /// during the drop has its default action rather than reaching nobody.
+    _interest: Interest,
     inner: async_signal::Signals,
-    claim: Claim,
 }
 
 impl Signals {
@@ -188,51 +186,23 @@ impl Signals {
         let wanted = [Sig::Int, Sig::Term];
         #[cfg(windows)]
         let wanted = [Sig::Int];
-        let claim = Claim::new();
-        #[cfg(not(windows))]
-        {
-            let mut own = async_signal::Signals::new(wanted)?;
-            let state: Arc<ClaimState> = claim.share();
-            std::thread::Builder::new()
-                .name("wind-down-signals".into())
-                .spawn(move || {
-                    run_fallback(&state, || {
-                        use futures_lite::StreamExt;
-                        match smol::block_on(own.next())? {
-                            Ok(async_signal::Signal::Term) => Some(Signal::Terminate),
-                            Ok(_) => Some(Signal::Interrupt),
-                            Err(_) => None,
-                        }
-                    })
-                })?;
-        }
-        Ok(Signals {
-            inner: async_signal::Signals::new(wanted)?,
-            claim,
-        })
+        let (inner, _interest) = Interest::register(|| async_signal::Signals::new(wanted))?;
+        Ok(Signals { inner, _interest })
     }
 }
 
 impl SignalSource for Signals {
-    fn claim(&mut self) {
-        self.claim.claim();
-    }
-
     async fn recv(&mut self) -> io::Result<Signal> {
         use futures_lite::StreamExt;
-        let got = match self.inner.next().await {
-            Some(Ok(async_signal::Signal::Int)) => Signal::Interrupt,
-            Some(Ok(async_signal::Signal::Term)) => Signal::Terminate,
-            Some(Ok(other)) => {
-                return Err(io::Error::other(format!(
-                    "async-signal delivered {other:?}, which was not registered"
-                )));
-            }
-            Some(Err(error)) => return Err(error),
-            None => return Err(io::Error::other("the async-signal stream ended")),
-        };
-        self.claim.received();
-        Ok(got)
+        match self.inner.next().await {
+            Some(Ok(async_signal::Signal::Int)) => Ok(Signal::Interrupt),
+            Some(Ok(async_signal::Signal::Term)) => Ok(Signal::Terminate),
+            Some(Ok(other)) => Err(io::Error::other(format!(
+                "async-signal delivered {other:?}, which was not registered"
+            ))),
+            Some(Err(error)) => Err(error),
+            None => Err(io::Error::other("the async-signal stream ended")),
+        }
     }
 }
 

@@ -13,16 +13,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use tokio::runtime::Handle;
 
 use crate::server::runtime::{Listener, Runtime};
-#[cfg(unix)]
-use crate::server::signal::ClaimState;
-#[cfg(unix)]
-use crate::server::signal::run_fallback;
-use crate::server::signal::{Claim, Signal, SignalSource};
+use crate::signal::{Interest, Signal, SignalSource};
 
 /// A tokio runtime, by its [`Handle`].
 ///
@@ -106,23 +100,24 @@ pub fn listener_from_std(listener: std::net::TcpListener) -> io::Result<tokio::n
 /// The process's shutdown signals, through `tokio::signal`: SIGINT and SIGTERM on
 /// Unix; Ctrl-C, Ctrl-Break, Ctrl-Close and Ctrl-Shutdown on Windows.
 ///
-/// The handlers are installed by [`Signals::new`], so a signal arriving any time
-/// after it returns is caught. tokio never uninstalls them, so on Unix a
-/// `Signals` never swallows a signal: a fallback listener (a thread of its own)
-/// ends the process with the default action's exit status (130 for SIGINT, 143
-/// for SIGTERM) on a signal that no server or [`handle_signals`](crate::handle_signals)
-/// claimed within two seconds, on the third signal once claimed (the first
-/// drains, the second forces), and on the next signal once the server is done
-/// with this value (drained or forced), also when cleanup after the drain hangs;
-/// but a source that is not claimed
-/// now leaves every signal to another, claimed `Signals` if there is one. On
-/// Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the process exits, and
-/// the system ends the process after a few seconds: keep the grace period short
-/// there.
+/// The handlers are installed by [`Signals::new`]: every signal from the moment it
+/// returns until the value is dropped is delivered to it, nothing is lost. A
+/// server drops it when it is done with it (after the second signal, or once
+/// drained or forced). On Unix, while no `Signals` lives, SIGINT and SIGTERM have
+/// their default action again: the process dies by the signal (unless it inherited
+/// the signal as ignored). So the third signal, or the next one once the server is
+/// done, ends the process, also when cleanup hangs. A `Signals` that is kept alive
+/// but never read swallows the signals it receives.
+///
+/// On Windows, tokio holds Ctrl-Close and Ctrl-Shutdown until the process exits,
+/// and the system ends the process after a few seconds: keep the grace period
+/// short there.
 #[derive(Debug)]
 #[must_use = "a `Signals` does its work once handed to `Server::signals` or `handle_signals`"]
 pub struct Signals {
-    claim: Claim,
+    /// Declared first: dropped before the registrations below, so that a signal
+    /// during the drop has its default action rather than reaching nobody.
+    _interest: Interest,
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -138,7 +133,7 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers, and on Unix the fallback listener.
+    /// Installs the handlers.
     ///
     /// # Errors
     ///
@@ -151,26 +146,39 @@ impl Signals {
                 "wind_down::tokio::Signals::new needs a tokio runtime: call it inside one",
             ));
         }
-        let claim = Claim::new();
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            fallback(claim.share())?;
+            let ((interrupt, terminate), _interest) = Interest::register(|| {
+                Ok((
+                    signal(SignalKind::interrupt())?,
+                    signal(SignalKind::terminate())?,
+                ))
+            })?;
             Ok(Signals {
-                claim,
-                interrupt: signal(SignalKind::interrupt())?,
-                terminate: signal(SignalKind::terminate())?,
+                interrupt,
+                terminate,
+                _interest,
             })
         }
         #[cfg(windows)]
         {
             use tokio::signal::windows;
+            let ((ctrl_c, ctrl_break, ctrl_close, ctrl_shutdown), _interest) =
+                Interest::register(|| {
+                    Ok((
+                        windows::ctrl_c()?,
+                        windows::ctrl_break()?,
+                        windows::ctrl_close()?,
+                        windows::ctrl_shutdown()?,
+                    ))
+                })?;
             Ok(Signals {
-                claim,
-                ctrl_c: windows::ctrl_c()?,
-                ctrl_break: windows::ctrl_break()?,
-                ctrl_close: windows::ctrl_close()?,
-                ctrl_shutdown: windows::ctrl_shutdown()?,
+                ctrl_c,
+                ctrl_break,
+                ctrl_close,
+                ctrl_shutdown,
+                _interest,
             })
         }
     }
@@ -180,38 +188,7 @@ fn closed() -> io::Error {
     io::Error::other("the tokio signal driver shut down")
 }
 
-/// Starts the fallback listener, with handlers registered before this returns.
-#[cfg(unix)]
-fn fallback(claim: Arc<ClaimState>) -> io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    let (mut interrupt, mut terminate) = {
-        let _in_rt = rt.enter();
-        (
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        )
-    };
-    std::thread::Builder::new()
-        .name("wind-down-signals".into())
-        .spawn(move || {
-            run_fallback(&claim, || {
-                rt.block_on(futures_lite::future::or(
-                    async { interrupt.recv().await.map(|()| Signal::Interrupt) },
-                    async { terminate.recv().await.map(|()| Signal::Terminate) },
-                ))
-            })
-        })?;
-    Ok(())
-}
-
 impl SignalSource for Signals {
-    fn claim(&mut self) {
-        self.claim.claim();
-    }
-
     async fn recv(&mut self) -> io::Result<Signal> {
         use futures_lite::future::or;
         #[cfg(unix)]
@@ -237,9 +214,7 @@ impl SignalSource for Signals {
             ),
         )
         .await;
-        let got = got.ok_or_else(closed)?;
-        self.claim.received();
-        Ok(got)
+        got.ok_or_else(closed)
     }
 }
 

@@ -5,12 +5,11 @@
 //! - `drain.rs`: the drain step;
 //! - `slots.rs`: live connection tasks and the connection limit;
 //! - `task.rs`: the scope of a connection task, shared by the tasks it spawns;
-//! - `signal.rs`: signal sources; `runtime.rs`: what a runtime and listener supply.
+//! - `runtime.rs`: what a runtime and listener supply.
 
 pub(crate) mod accept;
 mod drain;
 pub(crate) mod runtime;
-pub(crate) mod signal;
 mod slots;
 pub(crate) mod task;
 
@@ -25,12 +24,12 @@ use futures_lite::{FutureExt as _, future};
 
 use self::accept::{accept_loop, stop_accepting};
 use self::runtime::{Listener, Runtime};
-use self::signal::{SignalSource, signal_loop};
 use self::slots::Connections;
 use crate::coordinator::Shutdown;
 use crate::coordinator::outcome::Outcome;
 use crate::coordinator::watch::GracefulConnection;
 use crate::log;
+use crate::signal::{SignalSource, signal_loop};
 
 /// The default [grace period](Server::grace_period): 25 seconds, which leaves 5 of
 /// Kubernetes' default 30-second termination grace period for the process to exit.
@@ -201,13 +200,15 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// Drives shutdown from `source` while serving: the first signal announces
     /// shutdown (readiness turns `false`; the drain starts after the [drain
     /// delay](Server::drain_delay)), a second one forces it at once (see
-    /// [`handle_signals`](crate::handle_signals) for the counting rules).
+    /// [`handle_signals`](crate::handle_signals) for the counting rules). The
+    /// server drops `source` after the second signal, or once it is drained or
+    /// forced: with the adapters' `Signals` and no other one alive, the next
+    /// signal has its default action and ends the process.
     ///
     /// A server never runs deaf: if the source fails (returns an error or panics),
     /// the server drains as if signalled and [`serve`](Server::serve) returns a
     /// [`ServeError`] with the source's error.
-    pub fn signals<S: SignalSource>(mut self, mut source: S) -> Self {
-        source.claim();
+    pub fn signals<S: SignalSource>(mut self, source: S) -> Self {
         let shutdown = self.shutdown.clone();
         self.signals = Some(Box::pin(async move {
             signal_loop(&shutdown, source, Shutdown::announce).await
