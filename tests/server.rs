@@ -381,6 +381,7 @@ per_runtime!(
     a_deaf_websocket_session_is_forced_and_named,
     no_request_written_before_the_trigger_is_lost,
     connections_without_a_request_are_closed_after_the_pre_request_grace,
+    a_drain_delay_not_shorter_than_the_grace_period_is_refused,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -477,6 +478,30 @@ fn listener_is_released_when_serve_returns<H: Harness>() {
     assert!(answered_within(&mut c, HANG));
     assert_eq!(finish(&shutdown, &done).unwrap(), Outcome::Drained);
     std::net::TcpListener::bind(addr).expect("address still in use after serve returned");
+}
+
+/// A drain delay as long as the grace period would force the drain the moment it
+/// starts: serve refuses it with a clear error before serving, releases the
+/// listener, and leaves the coordinator running.
+fn a_drain_delay_not_shorter_than_the_grace_period_is_refused<H: Harness>() {
+    let (addr, shutdown, done) = H::start(Options {
+        deadline: Duration::from_secs(1),
+        drain_delay: Some(Duration::from_secs(1)),
+        ..Options::default()
+    });
+    let err = done
+        .recv_timeout(HANG)
+        .expect("serve hung on refused settings")
+        .unwrap_err();
+    assert_eq!(err.error.kind(), io::ErrorKind::InvalidInput, "{err}");
+    let message = err.error.to_string();
+    assert!(
+        message.contains("drain_delay (1s) must be shorter than grace_period (1s)"),
+        "{message}"
+    );
+    assert_eq!(shutdown.phase(), Phase::Running);
+    let refused = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
 }
 
 /// EBADF from accept: serve triggers, drains and returns the error; no hang, no spin.
@@ -1034,6 +1059,8 @@ fn client_runtime() -> tokio::runtime::Runtime {
 fn connections_go_away_during_the_drain_delay<H: Harness>() {
     let (addr, shutdown, done) = H::start(Options {
         drain_delay: Some(HANG * 10),
+        // Longer than the delay, which only the trigger ends here.
+        deadline: HANG * 20,
         ..Options::default()
     });
     let rt = client_runtime();
@@ -1117,6 +1144,8 @@ fn connections_go_away_during_the_drain_delay<H: Harness>() {
 fn without_go_away_connections_stay_during_the_drain_delay<H: Harness>() {
     let (addr, shutdown, done) = H::start(Options {
         drain_delay: Some(HANG * 10),
+        // Longer than the delay, which only the trigger ends here.
+        deadline: HANG * 20,
         go_away: false,
         ..Options::default()
     });

@@ -1,11 +1,29 @@
 //! The drain step of [`Server::serve`](crate::Server::serve).
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use crate::coordinator::Shutdown;
 use crate::coordinator::outcome::Outcome;
 use crate::log;
 use crate::server::runtime::Runtime;
+
+/// Refuses a drain delay that leaves the drain no time: the grace period counts
+/// from the announcement, so a delay as long as it would force the drain the
+/// moment it starts, and work that flushes at the trigger would never finish.
+pub(crate) fn check_budget(grace_period: Duration, drain_delay: Duration) -> io::Result<()> {
+    if drain_delay.is_zero() || drain_delay < grace_period {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "drain_delay ({drain_delay:?}) must be shorter than grace_period ({grace_period:?}), \
+             which counts from the announcement and includes the delay: the drain would be \
+             forced as soon as it starts; lengthen grace_period or shorten drain_delay"
+        ),
+    ))
+}
 
 /// Drains `shutdown` (already triggered) against `deadline`, with progress once a
 /// second and the forced report as events (feature `tracing`), and told to systemd
@@ -17,10 +35,9 @@ pub(crate) async fn drain<R: Runtime>(
     systemd: bool,
 ) -> Outcome {
     let started = Instant::now();
-    log::info!(
-        "stopped accepting; draining {} watchers",
-        shutdown.report().remaining
-    );
+    let remaining = shutdown.report().remaining;
+    let plural = if remaining == 1 { "" } else { "s" };
+    log::info!("stopped accepting; draining {remaining} watcher{plural}");
     let drain = shutdown.drain_until(runtime.sleep(deadline));
     let progress = async {
         if !(cfg!(feature = "tracing") || systemd) {

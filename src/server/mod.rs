@@ -156,8 +156,9 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// └───────────────────────── grace period ─────────────────────┘
     /// ```
     ///
-    /// A delay as long as the grace period leaves no time for the drain: it is
-    /// forced as soon as it starts. Defaults to [`DEFAULT_GRACE_PERIOD`], 25 s,
+    /// A [drain delay](Server::drain_delay) as long as the grace period would leave
+    /// no time for the drain: [`serve`](Server::serve) refuses it with an
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) error before serving anything. Defaults to [`DEFAULT_GRACE_PERIOD`], 25 s,
     /// which fits inside Kubernetes' default `terminationGracePeriodSeconds` (30).
     pub fn grace_period(mut self, total: Duration) -> Self {
         self.grace_period = total;
@@ -171,7 +172,8 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// before the listener closes, and the HTTP layer tells clients to go away
     /// ([`go_away_during_delay`](Server::go_away_during_delay), on by default).
     /// A [`Shutdown::trigger`] or a second signal ends the delay at once.
-    /// The delay is part of the [grace period](Server::grace_period). Defaults to
+    /// The delay is part of the [grace period](Server::grace_period) and must be
+    /// shorter than it ([`serve`](Server::serve) refuses it otherwise). Defaults to
     /// zero: the drain starts at the announcement.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
@@ -282,6 +284,10 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         C: GracefulConnection + Send + 'static,
         C::Output: Send,
     {
+        if let Err(error) = drain::check_budget(self.grace_period, self.drain_delay) {
+            let outcome = Outcome::Drained;
+            return Err(ServeError { error, outcome });
+        }
         let signal_failure = self.spawn_signals();
         #[cfg(feature = "http1")]
         if self.health.take().is_some() {
@@ -391,7 +397,9 @@ impl<R, L: Listener> fmt::Debug for Server<R, L> {
 }
 
 /// The listener or the signal source failed; the server drained its connections
-/// and stopped.
+/// and stopped. Or the settings were refused before anything was served
+/// ([`InvalidInput`](io::ErrorKind::InvalidInput), with the outcome `Drained`:
+/// the coordinator is left as it was).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ServeError {
