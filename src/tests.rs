@@ -72,3 +72,24 @@ fn finished_until_lets_go_of_the_coordinator() {
         "woken after it finished"
     );
 }
+
+/// A resolved `Until` panics when polled again, with a message that says so, as
+/// its docs promise (both ways it can resolve).
+#[test]
+fn until_polled_after_completion_panics_with_a_message() {
+    for triggered in [false, true] {
+        let shutdown = Shutdown::new();
+        if triggered {
+            shutdown.trigger();
+        }
+        let mut until = Box::pin(shutdown.run_until_triggered(async { 7 }));
+        let first = future::block_on(until.as_mut());
+        assert_eq!(first, if triggered { None } else { Some(7) });
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future::block_on(future::poll_once(until.as_mut()))
+        }));
+        let message = again.expect_err("polled after completion must panic");
+        let message = message.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert_eq!(message, "`Until` polled after completion");
+    }
+}

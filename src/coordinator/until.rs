@@ -21,6 +21,13 @@ pin_project! {
     /// is not woken by a later trigger. It does not count as a watcher: the drain
     /// does not wait for it (wrap it in [`Shutdown::track`](crate::Shutdown::track)
     /// for that).
+    ///
+    /// # Panics
+    ///
+    /// When polled again after it resolved, as most futures do: its output was
+    /// handed out once and there is nothing left to answer with. A `select!` loop
+    /// that may poll it again should keep it in an `Option`, or use `fuse()` from
+    /// `futures-util`.
     #[must_use = "futures do nothing unless polled"]
     pub struct Until<F> {
         #[pin]

@@ -26,6 +26,11 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 /// A source of incoming connections, such as a bound TCP listener.
 ///
 /// Dropping the listener must close it, so that its address can be bound again.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a wind-down `Listener`",
+    label = "an async listener of the server's runtime is needed here",
+    note = "a `std::net::TcpListener` becomes one with `wind_down::tokio::listener_from_std(listener)?` or `wind_down::smol::listener_from_std(listener)?`"
+)]
 pub trait Listener: Send + 'static {
     /// A connection.
     type Io: Send + 'static;
