@@ -382,6 +382,8 @@ per_runtime!(
     no_request_written_before_the_trigger_is_lost,
     connections_without_a_request_are_closed_after_the_pre_request_grace,
     a_drain_delay_not_shorter_than_the_grace_period_is_refused,
+    every_probe_of_a_flood_gets_a_status_through_the_drain,
+    a_half_sent_probe_does_not_hold_serve,
 );
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
@@ -964,6 +966,106 @@ fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
     c.set_read_timeout(Some(HANG)).unwrap();
     let _ = c.read_to_string(&mut response);
     assert!(response.ends_with("slow 3000\n"), "{response:?}");
+}
+
+/// Probes in a closed loop from 8 threads while serving, and while draining (a
+/// request in flight for 2 s): every probe gets a status (200 while serving, 503
+/// while draining, counted by the state at its start) until the drain ends, when
+/// the health listener closes (a probe cut by that close is not counted).
+fn every_probe_of_a_flood_gets_a_status_through_the_drain<H: Harness>() {
+    use std::sync::atomic::AtomicBool;
+    let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let health_addr = health.local_addr().unwrap();
+    let held = Arc::new(());
+    let (addr, shutdown, done) = H::start(Options {
+        health: Some(health),
+        held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
+        ..Options::default()
+    });
+    let ended = Arc::new(AtomicBool::new(false));
+    // Per thread: (serving: answered, lost), (draining: answered, lost).
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (ended, shutdown) = (ended.clone(), shutdown.clone());
+            std::thread::spawn(move || {
+                let mut counts = [[0usize; 2]; 2];
+                let start = std::time::Instant::now();
+                while !ended.load(Ordering::SeqCst) && start.elapsed() < HANG {
+                    let draining = !shutdown.is_ready();
+                    let got = probe(health_addr, "/ready");
+                    if ended.load(Ordering::SeqCst) {
+                        break; // the listener may have closed under this probe
+                    }
+                    match got {
+                        Some((status, _)) => {
+                            let expected = if draining { 503 } else { 200 };
+                            if draining || status == 200 {
+                                assert_eq!(status, expected, "draining: {draining}");
+                            }
+                            counts[usize::from(draining)][0] += 1;
+                        }
+                        // Lost as the drain ended, when the listener closes: the
+                        // process is on its way out; not counted.
+                        None if shutdown.phase() == Phase::Done => {}
+                        None => counts[usize::from(draining)][1] += 1,
+                    }
+                }
+                counts
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = request_in_handler(addr, &held, "/slow/2000");
+    shutdown.trigger();
+    let outcome = done.recv_timeout(HANG).expect("serve did not return");
+    ended.store(true, Ordering::SeqCst);
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
+    let mut total = [[0usize; 2]; 2];
+    for thread in flood {
+        let counts = thread.join().unwrap();
+        for phase in 0..2 {
+            for kind in 0..2 {
+                total[phase][kind] += counts[phase][kind];
+            }
+        }
+    }
+    println!(
+        "serving: {:?}, draining: {:?} (answered, lost)",
+        total[0], total[1]
+    );
+    assert!(total[0][0] > 0 && total[1][0] > 0, "{total:?}");
+    assert_eq!(total[0][1], 0, "probes lost while serving: {total:?}");
+    assert_eq!(total[1][1], 0, "probes lost while draining: {total:?}");
+    let mut response = String::new();
+    c.set_read_timeout(Some(HANG)).unwrap();
+    let _ = c.read_to_string(&mut response);
+    assert!(response.ends_with("slow 2000\n"), "{response:?}");
+}
+
+/// A probe that sent half its request head when the drain ends: serve returns
+/// without waiting for it (the health listener never outlives the drain).
+fn a_half_sent_probe_does_not_hold_serve<H: Harness>() {
+    let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let health_addr = health.local_addr().unwrap();
+    let (_addr, shutdown, done) = H::start(Options {
+        health: Some(health),
+        ..Options::default()
+    });
+    let mut half = TcpStream::connect(health_addr).unwrap();
+    half.write_all(b"GET /ready HTTP/1.1\r\nhost: 12").unwrap();
+    // The health listener has the connection (it answers a full probe after it).
+    assert_eq!(probe(health_addr, "/live"), Some((200, "live\n".into())));
+    shutdown.trigger();
+    // Nothing in flight: the drain ends at once, and serve with it; only the half
+    // probe could hold it, until it is forced or the header timeout (30 s).
+    let outcome = done
+        .recv_timeout(Duration::from_millis(900))
+        .expect("a half-sent probe held serve after the drain ended");
+    assert_eq!(outcome.unwrap(), Outcome::Drained);
+    assert!(
+        closed_by_server(&mut half),
+        "the half probe's connection stays open"
+    );
 }
 
 /// A response read off a raw HTTP/1 connection: its status line, whether it said

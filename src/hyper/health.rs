@@ -4,7 +4,8 @@
 //! It runs beside the main server in the same future, through the same accept
 //! loop, with a coordinator of its own: it is never counted as the main server's
 //! in-flight work, and its `/ready` answers from the main coordinator. It is
-//! triggered when the main server's drain has ended, so it closes then. It speaks
+//! triggered and forced when the main server's drain has ended, so it closes then,
+//! never later (it has no grace period of its own). It speaks
 //! HTTP/1.1, as orchestrators' probes do (feature `http1`), with hyper's HTTP/1
 //! builder: it needs nothing of the runtime's executor.
 
@@ -22,9 +23,6 @@ use crate::coordinator::Shutdown;
 use crate::coordinator::outcome::Outcome;
 use crate::server::runtime::Listener;
 use crate::server::{ServeError, Server};
-
-/// How long the health listener's own connections may take to close.
-const HEALTH_GRACE: Duration = Duration::from_secs(1);
 
 impl<R: HyperRuntime, L: Listener> Server<R, L>
 where
@@ -67,7 +65,10 @@ where
     let Some(listener) = health else {
         return main.await;
     };
-    let server = Server::new(runtime.clone(), listener).grace_period(HEALTH_GRACE);
+    // No grace of its own: it closes with the drain's end, whatever its
+    // connections are doing (a probe's answer is immediate; a half-sent probe
+    // must not hold the process).
+    let server = Server::new(runtime.clone(), listener).grace_period(Duration::ZERO);
     let stop = server.shutdown();
     let mut http = http1::Builder::new();
     http.timer(runtime.hyper_timer())
