@@ -14,12 +14,16 @@
 //! - an idle HTTP/1 connection is left open until the trigger: closing it at the
 //!   announcement would race a request already on its way;
 //! - at the trigger, an HTTP/1 connection (or one whose protocol is not known
-//!   yet) is asked to close only once a request starts on it or after
-//!   [`CLOSE_GRACE`], whichever is first: a request whose bytes were already sent
-//!   (sitting in the socket, or in the runtime's not yet processed readiness
-//!   events) is read and answered with `connection: close` instead of being lost
-//!   with the connection (hyper#3792); an HTTP/2 connection is asked at once
-//!   (GOAWAY tells its client which streams were not taken);
+//!   yet) that was active within [`CLOSE_GRACE`] (accepted, or a response
+//!   produced, with no request in flight since; or a request in flight) is asked
+//!   to close only once a request starts on it or after `CLOSE_GRACE`, whichever
+//!   is first: a request whose bytes were already sent (sitting in the socket, or
+//!   in the runtime's not yet processed readiness events) is read and answered
+//!   with `connection: close` instead of being lost with the connection
+//!   (hyper#3792). One idle for longer than `CLOSE_GRACE` is asked at once: its
+//!   client is not in the middle of a request-response loop, and a thousand idle
+//!   keep-alive connections must not hold the exit. An HTTP/2 connection is asked
+//!   at once (GOAWAY tells its client which streams were not taken);
 //! - a connection that has not started a request by the trigger is closed once
 //!   the pre-request grace passed without one (a silent peer, half-sent headers,
 //!   an incomplete HTTP/2 preface), instead of holding the drain to its deadline;
@@ -38,7 +42,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
@@ -53,8 +57,9 @@ use crate::coordinator::phase::Phase;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
 
-/// How long, from the trigger, an HTTP/1 connection may take to start a request
-/// whose bytes were already sent before it is asked to close (200 ms).
+/// How long, from the trigger, an HTTP/1 connection active within this time may
+/// take to start a request whose bytes were already sent before it is asked to
+/// close (200 ms); one idle for longer is asked at once.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 /// How long, from the trigger, a connection that has not started a request yet
@@ -80,11 +85,18 @@ pub(crate) struct Departure {
 }
 
 /// One connection's part in going away: its server's [`Departure`], whether the
-/// connection speaks HTTP/2, and how many requests it started.
+/// connection speaks HTTP/2, how many requests it started and answered, and when
+/// it was last active.
 pub(crate) struct Leave {
     departure: Departure,
     http2: AtomicBool,
     requests: AtomicU64,
+    /// HTTP/1 requests whose response was produced.
+    answered: AtomicU64,
+    accepted_at: Instant,
+    /// When it was last active (accepted, or a response produced), in
+    /// nanoseconds after `accepted_at`; written before `answered` counts.
+    last_active: AtomicU64,
 }
 
 /// Why a connection was closed at shutdown: it had not started a request (a
@@ -108,11 +120,32 @@ impl Leave {
             departure: departure.clone(),
             http2: AtomicBool::new(http2),
             requests: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            accepted_at: Instant::now(),
+            last_active: AtomicU64::new(0),
         })
     }
 
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Acquire)
+    }
+
+    /// Notes an HTTP/1 response produced now.
+    fn answered(&self) {
+        let now = u64::try_from(self.accepted_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_active.store(now, Ordering::Relaxed);
+        self.answered.fetch_add(1, Ordering::Release);
+    }
+
+    /// How long the connection has been idle: since it was accepted or since its
+    /// last response, with no request in flight; `None` while one is.
+    fn idle_for(&self) -> Option<Duration> {
+        let answered = self.answered.load(Ordering::Acquire);
+        if answered < self.requests() {
+            return None;
+        }
+        let since = Duration::from_nanos(self.last_active.load(Ordering::Relaxed));
+        Some(self.accepted_at.elapsed().saturating_sub(since))
     }
 
     /// Whether an HTTP/1 response must say `connection: close`: once draining,
@@ -184,6 +217,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx));
+        if let Some(leave) = this.leave.as_ref() {
+            leave.answered();
+        }
         if let (Ok(response), Some(leave)) = (&mut response, this.leave.as_ref()) {
             // An upgrade (a WebSocket) keeps its `connection: upgrade`.
             if leave.closing() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -290,7 +326,8 @@ where
     C: GracefulConnection<Output = Result<(), E>>,
     E: Into<BoxError>,
 {
-    /// The trigger's ask: at once for HTTP/2, held back for HTTP/1; and the
+    /// The trigger's ask: at once for HTTP/2 and for an HTTP/1 connection idle
+    /// for longer than [`CLOSE_GRACE`], held back for another HTTP/1 one; and the
     /// pre-request grace for a connection without a request yet (see the
     /// module's invariants; the next poll follows at once).
     fn graceful_shutdown(self: Pin<&mut Self>) {
@@ -305,10 +342,104 @@ where
             return;
         }
         *this.asked = true;
-        if this.leave.http2.load(Ordering::Relaxed) {
+        let long_idle = this
+            .leave
+            .idle_for()
+            .is_some_and(|idle| idle >= CLOSE_GRACE);
+        if long_idle || this.leave.http2.load(Ordering::Relaxed) {
             this.conn.graceful_shutdown();
         } else {
             *this.held_back = Some(((departure.timer)(CLOSE_GRACE), requests));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The trigger's ask on an HTTP/1 connection, poll by poll, with a timer that
+    //! never fires: whether it is asked at once or held back depends only on how
+    //! long the connection has been idle.
+
+    use std::future::{Future, pending};
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use super::{CLOSE_GRACE, Departure, Leave, Leaving};
+    use crate::coordinator::Shutdown;
+    use crate::coordinator::watch::GracefulConnection;
+
+    /// A connection that only records whether it was asked to close.
+    struct Asked(Arc<AtomicBool>);
+
+    impl Future for Asked {
+        type Output = Result<(), std::io::Error>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            Poll::Pending
+        }
+    }
+
+    impl GracefulConnection for Asked {
+        fn graceful_shutdown(self: Pin<&mut Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn leave() -> Arc<Leave> {
+        let departure = Departure {
+            shutdown: Shutdown::new(),
+            go_away: false,
+            timer: Arc::new(|_| Box::pin(pending())),
+            pre_request_grace: Duration::from_secs(1),
+        };
+        Leave::new(&departure, false)
+    }
+
+    /// Asks `leave`'s connection to close as the trigger does; returns whether
+    /// the connection itself was asked at once.
+    fn trigger(leave: Arc<Leave>) -> bool {
+        let asked = Arc::new(AtomicBool::new(false));
+        let mut conn = Box::pin(Leaving::new(Asked(asked.clone()), leave));
+        conn.as_mut().graceful_shutdown();
+        let waker = std::task::Waker::noop();
+        assert!(
+            conn.as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending()
+        );
+        asked.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_fresh_connection_is_held_back() {
+        assert!(!trigger(leave()), "asked within CLOSE_GRACE of its accept");
+    }
+
+    #[test]
+    fn a_connection_answered_just_now_is_held_back() {
+        let leave = leave();
+        std::thread::sleep(CLOSE_GRACE + Duration::from_millis(50));
+        leave.requests.fetch_add(1, Ordering::AcqRel);
+        leave.answered();
+        assert!(!trigger(leave), "asked right after its response");
+    }
+
+    #[test]
+    fn a_connection_idle_for_longer_than_the_grace_is_asked_at_once() {
+        let leave = leave();
+        leave.requests.fetch_add(1, Ordering::AcqRel);
+        leave.answered();
+        std::thread::sleep(CLOSE_GRACE + Duration::from_millis(50));
+        assert!(trigger(leave), "held back although long idle");
+    }
+
+    #[test]
+    fn a_request_in_flight_is_held_back_however_old() {
+        let leave = leave();
+        leave.requests.fetch_add(1, Ordering::AcqRel);
+        std::thread::sleep(CLOSE_GRACE + Duration::from_millis(50));
+        assert!(!trigger(leave), "asked with a request in flight");
     }
 }
