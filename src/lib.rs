@@ -140,6 +140,7 @@
 //!     forbids code that the compiler cannot check for memory safety.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod coordinator;

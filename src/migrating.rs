@@ -27,7 +27,7 @@
 //! |---|---|
 //! | `GracefulShutdown::new()` | [`Shutdown::new()`] |
 //! | `graceful.watch(conn)` | [`shutdown.watch(conn)`](Shutdown::watch), a future to spawn |
-//! | `graceful.watcher()` | [`shutdown.guard()`](Shutdown::guard) or `shutdown.clone()` |
+//! | `graceful.watcher()` | [`shutdown.guard()`](Shutdown::guard): it holds the drain as a watcher does (a `shutdown.clone()` is a handle only, and does not) |
 //! | `graceful.count()` | [`shutdown.report().remaining`](Shutdown::report) |
 //! | `select! { graceful.shutdown() => .., sleep(d) => .. }` | [`shutdown.drain_until(sleep(d))`](Shutdown::drain_until): triggers, waits, forces at the deadline |
 //! | the accept loop, `ctrl_c()` and the `select!` around it | [`Server::new(rt, listener).signals(Signals::new()?).serve_http(svc)`](Server) |
@@ -95,7 +95,7 @@
 //! | `tracker.spawn(fut)` | `tokio::spawn(shutdown.track(fut))` |
 //! | `tracker.token()` | [`shutdown.guard()`](Shutdown::guard) |
 //! | `tracker.len()` | [`shutdown.report().remaining`](Shutdown::report) |
-//! | `tracker.wait().await`, with a timeout around it | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until) |
+//! | `tracker.wait().await`, with a timeout around it | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until); at the deadline the tracked futures still running are dropped (forced), where tokio-util's tasks keep running after its timeout |
 //!
 //! Before, in words: a worker spawned on the tracker loops in
 //! `token.run_until_cancelled(..)`, then flushes; `main` cancels the token, closes
@@ -113,7 +113,8 @@
 //! tokio::spawn(shutdown.track(async move {
 //!     // was: token.run_until_cancelled(..)
 //!     worker.run_until_triggered(std::future::pending::<()>()).await;
-//!     // The flush: the drain waits for it.
+//!     // The flush: the drain waits for it, but a forced drain drops it (see
+//!     // `Shutdown::track` for the form whose data survives a force).
 //! }));
 //! shutdown.trigger(); // was: token.cancel(); tracker.close();
 //! assert!(shutdown.phase() >= Phase::Draining); // was: token.is_cancelled()
@@ -168,7 +169,7 @@
 //! | `shutdown.guard()` | [`shutdown.guard()`](Shutdown::guard) for a count, `shutdown.clone()` for a handle |
 //! | `guard.cancelled().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
 //! | `shutdown.spawn_task(fut)` | `tokio::spawn(shutdown.track(fut))` |
-//! | `shutdown.shutdown_with_limit(d).await` | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until) |
+//! | `shutdown.shutdown_with_limit(d).await` (waits for its signal, then drains) | [`shutdown.triggered().await`](Shutdown::triggered), then [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until): `drain_until` alone triggers at once |
 //! | `guard.downgrade()` (a weak guard) | a `Shutdown` clone: it does not hold the drain |
 //!
 //! Before, in words: the default shutdown waits for Ctrl-C or SIGTERM; a task
@@ -192,7 +193,8 @@
 //!     worker.triggered().await; // was: guard.cancelled().await
 //! }));
 //! shutdown.trigger(); // the signal, in this example
-//! // was: shutdown.shutdown_with_limit(10 s)
+//! // was: shutdown.shutdown_with_limit(10 s), which first waits for the signal
+//! shutdown.triggered().await;
 //! let outcome = shutdown.drain_until(tokio::time::sleep(Duration::from_secs(10))).await;
 //! assert!(outcome.is_drained());
 //! # Ok(()) }

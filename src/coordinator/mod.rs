@@ -210,6 +210,36 @@ impl Shutdown {
     /// Background work that should stop at the trigger and finish what it was doing
     /// before the drain ends is `track(run_until_triggered(work))` followed by its
     /// flush; see [`run_until_triggered`](Shutdown::run_until_triggered).
+    ///
+    /// A forced drain (a second signal, or the grace period over) drops that
+    /// future wherever it is, flush included: what it had not written is lost. Data
+    /// that must survive a force is kept where the task is not the only owner, and
+    /// flushed once the drain returned, whatever its outcome:
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use wind_down::Shutdown;
+    ///
+    /// futures_lite::future::block_on(async {
+    ///     let shutdown = Shutdown::new();
+    ///     let pending = Arc::new(Mutex::new(Vec::new())); // the worker's unflushed data
+    ///     let (worker, buffer) = (shutdown.clone(), pending.clone());
+    ///     let mut task = Box::pin(shutdown.track(async move {
+    ///         worker
+    ///             .run_until_triggered(async { buffer.lock().unwrap().push("record") })
+    ///             .await;
+    ///         std::future::pending::<()>().await; // a flush that never ends
+    ///     }));
+    ///     let _ = futures_lite::future::poll_once(&mut task).await; // it runs
+    ///     // Forced: the deadline is already over.
+    ///     let outcome = shutdown.drain_until(std::future::ready(())).await;
+    ///     assert!(!outcome.is_drained());
+    ///     drop(task); // a runtime drops a forced task; its flush never ran
+    ///     // The flush that survives: after the drain, from the shared data.
+    ///     let flushed: Vec<_> = pending.lock().unwrap().drain(..).collect();
+    ///     assert_eq!(flushed, ["record"]);
+    /// });
+    /// ```
     pub fn track<F: Future>(&self, future: F) -> Watched<Tracked<F>> {
         Watched::new(Tracked::new(future), self.guard(), WatcherKind::Task)
     }

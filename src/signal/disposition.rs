@@ -22,6 +22,12 @@
 //!    it stays ignored.
 //! 5. A dropped `Interest` only lowers the count: it decides nothing for the
 //!    deliveries of another.
+//!
+//! Outside these invariants: signal-hook-registry installs the process's first
+//! handler for a signal before it publishes the table its handler reads, and a
+//! delivery in between finds neither an action nor a previous handler to call,
+//! so it is dropped. That window lies inside the first `Signals::new()`, before
+//! it returns; closing it would take blocking the signal in every thread.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
