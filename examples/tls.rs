@@ -45,10 +45,9 @@ fn self_signed() -> std::io::Result<Arc<rustls::ServerConfig>> {
     let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
     let certified = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(std::io::Error::other)?
+    // The crypto provider comes from rustls's crate features: *ring*, which the
+    // `tls` feature enables (`ring::default_provider()` itself is deprecated).
+    let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![certified.cert.der().clone()], key)
         .map_err(std::io::Error::other)?;
