@@ -149,7 +149,7 @@ pub mod migrating;
 mod server;
 mod signal;
 
-#[cfg(feature = "hyper-base")]
+#[cfg(any(feature = "http1", feature = "http2"))]
 pub mod hyper;
 #[cfg(feature = "smol")]
 #[path = "rt/smol.rs"]

@@ -1,6 +1,6 @@
 //! [`Http`]: the connection builder for the protocols the features enable:
 //! hyper-util's `auto` builder, detecting HTTP/1 or HTTP/2 per connection
-//! (feature `hyper`); hyper's HTTP/1 builder (feature `http1` alone); or its HTTP/2
+//! (features `http1` and `http2`, which `hyper` enables); hyper's HTTP/1 builder (feature `http1` alone); or its HTTP/2
 //! builder (feature `http2` alone). HTTP/2 streams are spawned through a
 //! [`StreamExec`].
 
@@ -23,33 +23,23 @@ use super::runtime::{BoxError, HyperRuntime};
 use super::streams::{BoxTask, StreamExec};
 use crate::coordinator::watch::GracefulConnection;
 
-#[cfg(all(feature = "http1", feature = "http2", not(feature = "hyper")))]
-compile_error!(
-    "wind-down: for HTTP/1 and HTTP/2 enable the `hyper` feature (not `http1` and `http2`)"
-);
-
-#[cfg(not(any(feature = "http1", feature = "http2")))]
-compile_error!(
-    "wind-down: `hyper-base` is shared by `hyper`, `http1` and `http2`: enable one of those"
-);
-
 /// The connection builder, set up for a runtime; clone it freely.
 #[derive(Clone, Debug)]
 pub struct Http<E> {
-    #[cfg(feature = "hyper")]
+    #[cfg(all(feature = "http1", feature = "http2"))]
     builder: hyper_util::server::conn::auto::Builder<StreamExec<E>>,
     /// Serves HTTP/2 only (ALPN chose it).
-    #[cfg(feature = "hyper")]
+    #[cfg(all(feature = "http1", feature = "http2"))]
     http2_only: bool,
-    #[cfg(all(feature = "http1", not(feature = "hyper")))]
+    #[cfg(all(feature = "http1", not(feature = "http2")))]
     builder: hyper::server::conn::http1::Builder,
-    #[cfg(all(feature = "http1", not(feature = "hyper")))]
+    #[cfg(all(feature = "http1", not(feature = "http2")))]
     _executor: std::marker::PhantomData<E>,
     #[cfg(all(feature = "http2", not(feature = "http1")))]
     builder: hyper::server::conn::http2::Builder<StreamExec<E>>,
 }
 
-#[cfg(feature = "hyper")]
+#[cfg(all(feature = "http1", feature = "http2"))]
 impl<E: Clone> Http<E> {
     /// A builder serving HTTP/1 and HTTP/2 (detected per connection) with
     /// `runtime`'s executor and timer, and [`HEADER_READ_TIMEOUT`] for HTTP/1.
@@ -85,7 +75,7 @@ impl<E: Clone> Http<E> {
         }
     }
 
-    /// The underlying builder (hyper-util's `auto::Builder` with feature `hyper`;
+    /// The underlying builder (hyper-util's `auto::Builder` with both protocols;
     /// hyper's `http1::Builder` or `http2::Builder` with one protocol), to tune it:
     /// header limits, HTTP/2 keep-alive, `http2_only`.
     pub fn builder_mut(&mut self) -> &mut hyper_util::server::conn::auto::Builder<StreamExec<E>> {
@@ -142,7 +132,7 @@ impl<E: Clone> Http<E> {
     }
 }
 
-#[cfg(all(feature = "http1", not(feature = "hyper")))]
+#[cfg(all(feature = "http1", not(feature = "http2")))]
 impl<E: Clone> Http<E> {
     /// A builder serving HTTP/1 with `runtime`'s timer and [`HEADER_READ_TIMEOUT`].
     pub fn new<R: HyperRuntime<Executor = E>>(runtime: &R) -> Self {

@@ -22,6 +22,7 @@ use crate::server::task::{TaskScope, WeakTaskScope};
 /// WebSocket, a Close frame with code 1001, "going away").
 ///
 /// ```no_run
+/// # #[cfg(feature = "tokio")]
 /// # async fn run() -> std::io::Result<()> {
 /// use std::convert::Infallible;
 /// use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};

@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper::server::conn::http2;
 use hyper::service::{HttpService, Service};
 use hyper::{Request, Response};
-#[cfg(feature = "hyper")]
+#[cfg(all(feature = "http1", feature = "http2"))]
 use hyper_util::server::conn::auto;
 
 mod body;
@@ -127,6 +127,7 @@ where
     /// [`serve_http`](Server::serve_http).
     ///
     /// ```no_run
+    /// # #[cfg(feature = "tokio")]
     /// # async fn run() -> std::io::Result<()> {
     /// use std::net::SocketAddr;
     /// use axum::{Router, extract::ConnectInfo, routing::get};
@@ -262,7 +263,7 @@ where
     }
 }
 
-#[cfg(feature = "hyper")]
+#[cfg(all(feature = "http1", feature = "http2"))]
 impl<I, S, E, B> GracefulConnection for auto::Connection<'_, I, S, E>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,
@@ -278,7 +279,7 @@ where
     }
 }
 
-#[cfg(feature = "hyper")]
+#[cfg(all(feature = "http1", feature = "http2"))]
 impl<I, S, E, B> GracefulConnection for auto::UpgradeableConnection<'_, I, S, E>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,

@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::server::runtime::{Listener, Runtime};
 use crate::signal::{Interest, Signal, SignalSource};
 
-#[cfg(feature = "hyper-base")]
+#[cfg(any(feature = "http1", feature = "http2"))]
 pub use hyper_glue::HyperExecutor;
 
 /// Where [`Smol`] spawns.
@@ -206,7 +206,7 @@ impl SignalSource for Signals {
     }
 }
 
-#[cfg(feature = "hyper-base")]
+#[cfg(any(feature = "http1", feature = "http2"))]
 mod hyper_glue {
     use std::future::Future;
     use std::sync::Arc;

@@ -218,7 +218,7 @@ impl SignalSource for Signals {
     }
 }
 
-#[cfg(feature = "hyper-base")]
+#[cfg(any(feature = "http1", feature = "http2"))]
 mod hyper_glue {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 

@@ -72,12 +72,12 @@ pub struct Server<R, L: Listener> {
     grace_period: Duration,
     drain_delay: Duration,
     signals: Option<SignalTask>,
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     go_away: bool,
     /// The HTTP layer's `Server::pre_request_grace`.
-    #[cfg(feature = "hyper-base")]
+    #[cfg(any(feature = "http1", feature = "http2"))]
     pub(crate) pre_request_grace: Duration,
     /// Whether to tell systemd about the lifecycle (`Server::notify_systemd`).
     #[cfg(feature = "systemd")]
@@ -119,7 +119,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             signals: None,
             on_connection_error: None,
             go_away: true,
-            #[cfg(feature = "hyper-base")]
+            #[cfg(any(feature = "http1", feature = "http2"))]
             pre_request_grace: crate::hyper::DEFAULT_PRE_REQUEST_GRACE,
             #[cfg(feature = "systemd")]
             notify_systemd: false,
@@ -247,18 +247,18 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     pub(crate) fn runtime(&self) -> &R {
         &self.runtime
     }
 
     /// Whether the HTTP layer's connections go away at the announcement.
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     pub(crate) fn goes_away(&self) -> bool {
         self.go_away
     }
 
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     pub(crate) fn connection_error_hook(&self) -> Option<ConnectionErrorHook<L::Addr>> {
         self.on_connection_error.clone()
     }

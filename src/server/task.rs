@@ -47,7 +47,7 @@ impl TaskScope {
     }
 
     /// The scope of the connection task being polled on this thread, if any.
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     pub(crate) fn current() -> Option<TaskScope> {
         CURRENT
             .try_with(|current| current.borrow().clone().map(TaskScope))
@@ -64,7 +64,7 @@ impl TaskScope {
     }
 
     /// A handle that does not keep the connection's place.
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     pub(crate) fn downgrade(&self) -> WeakTaskScope {
         WeakTaskScope(Arc::downgrade(&self.0))
     }
@@ -85,7 +85,7 @@ pub(crate) struct WeakTaskScope(std::sync::Weak<Scope>);
 
 impl WeakTaskScope {
     /// The scope, if its connection task or a task of it still runs.
-    #[cfg_attr(not(feature = "hyper-base"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
     pub(crate) fn upgrade(&self) -> Option<TaskScope> {
         self.0.upgrade().map(TaskScope)
     }
