@@ -1,8 +1,8 @@
 //! [`Http`]: the connection builder for the protocols the features enable:
 //! hyper-util's `auto` builder, detecting HTTP/1 or HTTP/2 per connection
-//! (features `http1` and `http2`, which `hyper` enables); hyper's HTTP/1 builder (feature `http1` alone); or its HTTP/2
-//! builder (feature `http2` alone). HTTP/2 streams are spawned through a
-//! [`StreamExec`].
+//! (features `http1` and `http2`, which `hyper` enables); hyper's HTTP/1 builder
+//! (feature `http1` alone); or its HTTP/2 builder (feature `http2` alone). HTTP/2
+//! streams are spawned through a [`StreamExec`].
 
 use std::future::Future;
 use std::pin::Pin;
