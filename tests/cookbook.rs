@@ -6,9 +6,14 @@
 //! Timeouts here only catch hangs. Unix only: signals are sent with `kill`.
 
 #![cfg(unix)]
+// Each included example brings its own copy of `examples/common/certs.rs`, as it
+// does when built alone.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/health.rs"]
 mod health;
+#[path = "../examples/local_set.rs"]
+mod local_set;
 #[path = "../examples/sse.rs"]
 mod sse;
 #[cfg(feature = "tls")]
@@ -39,6 +44,7 @@ fn recipe_child() {
     };
     let code = match recipe.as_str() {
         "health" => health::main(),
+        "local_set" => local_set::main(),
         "sse" => sse::main(),
         #[cfg(feature = "tls")]
         "tls_axum" => tls_axum::main(),
@@ -382,4 +388,34 @@ fn axum_over_tls_serves_and_drains() {
 #[test]
 fn tls_on_smol_serves_and_drains() {
     serves_over_tls_and_drains("tls_smol", "hello over HTTP/");
+}
+
+/// Handlers that are not `Send`, on a `LocalSet` with the core's own accept loop:
+/// requests on two connections share the counter; at SIGTERM the idle keep-alive
+/// connection is closed by its graceful shutdown, the listener closes, and the
+/// process drains and exits 0.
+#[test]
+fn local_set_shares_state_that_is_not_send_and_drains() {
+    let mut server = Recipe::start("local_set", &[], 1);
+    let mut keep_alive = TcpStream::connect(server.addr()).unwrap();
+    keep_alive
+        .write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert!(read_until(&mut keep_alive, "hit 1\n").starts_with("HTTP/1.1 200 OK"));
+    let mut other = TcpStream::connect(server.addr()).unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(&mut other).ends_with("hit 2\n"));
+    server.signal("TERM");
+    assert_eq!(
+        read_to_close(&mut keep_alive),
+        "",
+        "the idle connection was not closed"
+    );
+    server.expect_drained();
+    assert!(
+        TcpStream::connect(server.addr()).is_err(),
+        "still accepting"
+    );
 }

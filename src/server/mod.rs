@@ -278,6 +278,13 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     ///
     /// Resolves to the drain's [`Outcome`] once the coordinator is drained or
     /// forced and every connection task has ended.
+    ///
+    /// Connections are spawned on the runtime, which may run them on another
+    /// thread: they (and so a service's futures) must be `Send`. For handlers that
+    /// are not (`Rc` state on a tokio `LocalSet`), use the core with an accept loop
+    /// of your own: [`Shutdown::watch`] each connection and spawn it locally, stop
+    /// accepting at [`Shutdown::run_until_triggered`], then
+    /// [`Shutdown::drain_until`] (`examples/local_set.rs`).
     pub async fn serve<H, C>(mut self, handler: H) -> Result<Outcome, ServeError>
     where
         H: FnMut(L::Io, L::Addr) -> C,
