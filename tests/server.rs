@@ -1615,7 +1615,23 @@ mod tls {
         a_stalled_handshake_is_closed_at_the_trigger,
         a_slow_https_request_completes_during_the_drain,
         a_handshake_that_stalls_times_out_and_is_reported,
+        a_zero_handshake_timeout_is_refused,
     );
+
+    /// A zero handshake timeout would fail every handshake: serve refuses it with
+    /// a clear error before serving, and releases the listener.
+    fn a_zero_handshake_timeout_is_refused<H: Harness>() {
+        let (tls, _) = server_config();
+        let (addr, shutdown, done) = H::start(Options {
+            tls: Some(tls.handshake_timeout(Duration::ZERO)),
+            ..Options::default()
+        });
+        let err = done.recv_timeout(HANG).expect("serve hung").unwrap_err();
+        assert_eq!(err.error.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.error.to_string().contains("handshake_timeout is zero"), "{err}");
+        assert_eq!(shutdown.phase(), Phase::Running);
+        assert!(TcpStream::connect(addr).is_err(), "the listener is still open");
+    }
 
     async fn get(
         send: &mut hyper::client::conn::http1::SendRequest<

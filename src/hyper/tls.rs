@@ -66,7 +66,8 @@ impl Tls {
     }
 
     /// Bounds each handshake by `timeout` (the grace period bounds it too once
-    /// draining).
+    /// draining). Zero is refused: [`Server::serve_https`] returns an
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) error before serving.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -160,6 +161,14 @@ where
             + Send
             + 'static,
     {
+        if tls.handshake_timeout.is_zero() {
+            let error = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Tls::handshake_timeout is zero: every handshake would time out",
+            );
+            let outcome = Outcome::Drained;
+            return Err(ServeError { error, outcome });
+        }
         let http = Http::new(self.runtime());
         let departure = self.departure();
         let timer = departure.timer.clone();
