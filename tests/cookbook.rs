@@ -10,6 +10,8 @@
 // does when built alone.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "../examples/axum_websocket.rs"]
+mod axum_websocket;
 #[path = "../examples/health.rs"]
 mod health;
 #[path = "../examples/local_set.rs"]
@@ -43,6 +45,7 @@ fn recipe_child() {
         return;
     };
     let code = match recipe.as_str() {
+        "axum_websocket" => axum_websocket::main(),
         "health" => health::main(),
         "local_set" => local_set::main(),
         "sse" => sse::main(),
@@ -418,4 +421,50 @@ fn local_set_shares_state_that_is_not_send_and_drains() {
         TcpStream::connect(server.addr()).is_err(),
         "still accepting"
     );
+}
+
+/// WebSocket with axum: three sessions echo; at SIGTERM each gets Close 1001
+/// ("going away"), the client answers, and the server drains and exits 0.
+#[test]
+fn axum_websocket_sessions_get_close_1001_and_drain() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let mut server = Recipe::start("axum_websocket", &[], 1);
+    let url = format!("ws://{}/ws", server.addr());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut sessions = Vec::new();
+        for n in 0..3 {
+            let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), tcp)
+                .await
+                .unwrap();
+            ws.send(Message::text(format!("hi {n}"))).await.unwrap();
+            let echo = tokio::time::timeout(HANG, ws.next())
+                .await
+                .expect("no echo");
+            assert_eq!(echo.unwrap().unwrap(), Message::text(format!("hi {n}")));
+            sessions.push(ws);
+        }
+        server.signal("TERM");
+        for ws in &mut sessions {
+            let got = tokio::time::timeout(HANG, ws.next())
+                .await
+                .expect("no goodbye");
+            match got {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    assert_eq!(frame.code, CloseCode::Away);
+                    assert_eq!(frame.reason.as_str(), "going away");
+                }
+                other => panic!("expected Close 1001, got {other:?}"),
+            }
+            // The client's answer completes the closing handshake.
+            let _ = tokio::time::timeout(HANG, ws.next()).await.expect("hung");
+        }
+    });
+    server.expect_drained();
 }

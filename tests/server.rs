@@ -1628,9 +1628,15 @@ mod tls {
         });
         let err = done.recv_timeout(HANG).expect("serve hung").unwrap_err();
         assert_eq!(err.error.kind(), io::ErrorKind::InvalidInput, "{err}");
-        assert!(err.error.to_string().contains("handshake_timeout is zero"), "{err}");
+        assert!(
+            err.error.to_string().contains("handshake_timeout is zero"),
+            "{err}"
+        );
         assert_eq!(shutdown.phase(), Phase::Running);
-        assert!(TcpStream::connect(addr).is_err(), "the listener is still open");
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "the listener is still open"
+        );
     }
 
     async fn get(
