@@ -149,6 +149,8 @@ pub mod migrating;
 mod server;
 mod signal;
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
 #[cfg(any(feature = "http1", feature = "http2"))]
 pub mod hyper;
 #[cfg(feature = "smol")]

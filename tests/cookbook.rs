@@ -30,13 +30,14 @@ mod tls_smol;
 #[path = "common/tls.rs"]
 mod tls;
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "common/recipe.rs"]
+mod recipe;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const HANG: Duration = Duration::from_secs(60);
+use recipe::{HANG, Recipe, read_to_close, read_until};
 
 #[test]
 #[ignore = "helper: the server process of the cookbook tests"]
@@ -55,129 +56,7 @@ fn recipe_child() {
         "tls_smol" => tls_smol::main(),
         other => panic!("unknown recipe {other}"),
     };
-    let status = match code {
-        Ok(code) if code == std::process::ExitCode::SUCCESS => 0,
-        Ok(_) => 1,
-        Err(error) => {
-            eprintln!("{error}");
-            2
-        }
-    };
-    std::process::exit(status);
-}
-
-/// A recipe's server, running as a child. Killed on drop if still running.
-struct Recipe {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Each `listening on` / `health on` address, in the order printed.
-    addrs: Vec<SocketAddr>,
-}
-
-impl Recipe {
-    /// Starts `recipe` on 127.0.0.1 with extra environment variables; returns once
-    /// it printed its `listening on` line (and `health on`, if `health`).
-    fn start(recipe: &str, env: &[(&str, &str)], listeners: usize) -> Recipe {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "recipe_child", "--nocapture"])
-            .env("WIND_DOWN_RECIPE", recipe)
-            .env("WIND_DOWN_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the recipe");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addrs = Vec::new();
-        while addrs.len() < listeners {
-            let line = lines.recv_timeout(HANG).expect("the recipe did not start");
-            if let Some(at) = line.find(" on 127.0.0.1:") {
-                addrs.push(line[at + " on ".len()..].trim().parse().unwrap());
-            }
-        }
-        Recipe {
-            child,
-            lines,
-            addrs,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits for the child to exit; returns its status and everything it printed.
-    fn wait(&mut self) -> (ExitStatus, Vec<String>) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(start.elapsed() < HANG, "the recipe did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let output = self.lines.iter().collect();
-        (status, output)
-    }
-
-    /// Waits for the child and asserts that it drained: exit status 0.
-    fn expect_drained(&mut self) {
-        let (status, output) = self.wait();
-        assert_eq!(status.code(), Some(0), "{status:?} {output:?}");
-        assert!(
-            output.iter().any(|l| l.ends_with("outcome: drained")),
-            "{output:?}"
-        );
-    }
-}
-
-impl Drop for Recipe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads from `stream` until `needle` has arrived; returns what was read.
-fn read_until(stream: &mut TcpStream, needle: &str) -> String {
-    stream.set_read_timeout(Some(HANG)).unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        let n = stream.read(&mut buf).expect("read");
-        assert!(
-            n > 0,
-            "closed before {needle:?}: {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
-/// Reads until the peer closes; returns what was read.
-fn read_to_close(stream: &mut TcpStream) -> String {
-    stream.set_read_timeout(Some(HANG)).unwrap();
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).expect("read to the end");
-    String::from_utf8_lossy(&rest).into_owned()
+    recipe::exit_with(code)
 }
 
 /// SSE: two clients' endless streams tick; at SIGTERM each gets the goodbye
