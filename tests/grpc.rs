@@ -375,10 +375,8 @@ fn a_second_sigterm_forces() {
     let mut server = Recipe::start("grpc", &[("WIND_DOWN_DEADLINE_MS", "60000")], 1);
     let addr = server.addr();
     let rt = runtime();
-    let slow = rt.block_on(async {
-        let mut ticker = TickerClient::new(channel(addr).await);
-        tokio::spawn(async move { ticker.slow(SlowRequest { millis: 120_000 }).await })
-    });
+    let mut ticker = TickerClient::new(rt.block_on(channel(addr)));
+    let slow = rt.spawn(async move { ticker.slow(SlowRequest { millis: 120_000 }).await });
     wait_for_line(&server, "slow: sleeping 120000 ms");
     server.signal("TERM");
     wait_refused(addr);
@@ -437,4 +435,69 @@ fn baseline_tonic_serve_with_shutdown_never_ends_with_a_stream_open() {
         "tonic's server ended: the baseline no longer shows the problem"
     );
     assert!(ticked > 0);
+}
+
+/// On smol, without tokio's runtime in the server: tonic's `Routes` with
+/// tonic-health (whose channels are tokio's runtime-free `sync` ones) serves a
+/// tonic client; at the announcement `Watch` sees NOT_SERVING, after the drain
+/// delay it ends with UNAVAILABLE, and `serve` returns drained.
+#[cfg(feature = "smol")]
+#[test]
+fn tonic_health_serves_on_smol() {
+    use tower::{ServiceBuilder, make::Shared};
+    use wind_down::grpc::{EndAtTriggerLayer, not_serving_at_announcement};
+    use wind_down::smol::Smol;
+
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        smol::block_on(async move {
+            let (reporter, health) = tonic_health::server::health_reporter();
+            let routes = tonic::service::Routes::new(health);
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let server = wind_down::Server::new(Smol::global(), listener)
+                .drain_delay(Duration::from_millis(500))
+                .grace_period(Duration::from_secs(30));
+            let shutdown = server.shutdown();
+            smol::spawn(not_serving_at_announcement(
+                shutdown.clone(),
+                reporter,
+                [""],
+            ))
+            .detach();
+            started_tx
+                .send((server.local_addr().unwrap(), shutdown))
+                .unwrap();
+            let service = ServiceBuilder::new()
+                .layer(EndAtTriggerLayer)
+                .service(routes);
+            server.serve_tower(Shared::new(service)).await
+        })
+    });
+    let (addr, shutdown) = started
+        .recv_timeout(HANG)
+        .expect("the server did not start");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut health = HealthClient::new(channel(addr).await);
+        let request = || HealthCheckRequest {
+            service: String::new(),
+        };
+        let checked = within("check", health.check(request())).await.unwrap();
+        assert_eq!(checked.into_inner().status, ServingStatus::Serving as i32);
+        let mut watch = within("watch", health.watch(request()))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = within("first status", watch.message()).await.unwrap();
+        assert_eq!(first.unwrap().status, ServingStatus::Serving as i32);
+        shutdown.announce();
+        let update = within("NOT_SERVING", watch.message()).await.unwrap();
+        assert_eq!(update.unwrap().status, ServingStatus::NotServing as i32);
+        let status = stream_end(&mut watch)
+            .await
+            .expect_err("ended without a status");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    });
+    let outcome = server.join().unwrap().expect("serve failed");
+    assert!(outcome.is_drained(), "{outcome:?}");
 }
