@@ -29,7 +29,7 @@
 //! | `graceful.watch(conn)` | [`shutdown.watch(conn)`](Shutdown::watch), a future to spawn |
 //! | `graceful.watcher()` | [`shutdown.guard()`](Shutdown::guard): it holds the drain as a watcher does (a `shutdown.clone()` is a handle only, and does not) |
 //! | `graceful.count()` | [`shutdown.report().remaining`](Shutdown::report) |
-//! | `select! { graceful.shutdown() => .., sleep(d) => .. }` | [`shutdown.drain_until(sleep(d))`](Shutdown::drain_until): triggers, waits, forces at the deadline |
+//! | `select! { graceful.shutdown() => .., sleep(d) => .. }` | [`shutdown.drain_until(sleep(d))`](Shutdown::drain_until): triggers, waits, forces at the deadline (connections still open are dropped; after hyper-util's `select!` they keep running) |
 //! | the accept loop, `ctrl_c()` and the `select!` around it | [`Server::new(rt, listener).signals(Signals::new()?).serve_http(svc)`](Server) |
 //!
 //! Before, in words: an accept loop `select!`s `listener.accept()` against
@@ -95,6 +95,10 @@
 //! | `tracker.spawn(fut)` | `tokio::spawn(shutdown.track(fut))` |
 //! | `tracker.token()` | [`shutdown.guard()`](Shutdown::guard) |
 //! | `tracker.len()` | [`shutdown.report().remaining`](Shutdown::report) |
+//! | `token.run_until_cancelled_owned(fut)`, `token.cancelled_owned()` | the same with a `shutdown.clone()` moved into the future |
+//! | `token.drop_guard()` | dropping the last handle of a root coordinator triggers it |
+//! | `tracker.is_closed()`, `tracker.is_empty()` | [`shutdown.phase() >= Phase::Draining`](Shutdown::phase), [`shutdown.report().remaining == 0`](Shutdown::report) |
+//! | `tracker.reopen()` | none: a drained coordinator stays drained; make a new [`Shutdown`] |
 //! | `tracker.wait().await`, with a timeout around it | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until); at the deadline the tracked futures still running are dropped (forced), where tokio-util's tasks keep running after its timeout |
 //!
 //! Before, in words: a worker spawned on the tracker loops in
@@ -132,12 +136,12 @@
 //! | `swansong.shut_down()` (and awaiting it) | [`shutdown.trigger()`](Shutdown::trigger) (then [`shutdown.drained().await`](Shutdown::drained)) |
 //! | `swansong.shutting_down().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
 //! | `swansong.guard()` | [`shutdown.guard()`](Shutdown::guard), a `Result` (refused once drained) |
-//! | `swansong.interrupt(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered) |
-//! | `swansong.guarded(fut)` | [`shutdown.track(fut)`](Shutdown::track) |
+//! | `swansong.interrupt(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered); polled again after it resolved, an [`Until`] panics where an `Interrupt` answers again |
+//! | `swansong.guarded(fut)` | [`shutdown.track(fut)`](Shutdown::track): it lets go of the drain when it completes (a finished `Guarded` holds its guard until dropped) |
 //! | `swansong.child()` | [`shutdown.child()`](Shutdown::child) |
 //! | `swansong.guard_count()`, `guard_report()` | [`shutdown.report()`](Shutdown::report) |
 //! | `swansong.state()`, `is_running()`, `is_complete()` | [`shutdown.phase()`](Shutdown::phase) |
-//! | `Swansong::with_guard_report()` | [`Guard::with_label`] and the [`Report`] in [`Outcome::Forced`] |
+//! | `Swansong::with_guard_report()` | [`Guard::with_label`], and [`shutdown.report()`](Shutdown::report) at any time (or the [`Report`] in [`Outcome::Forced`]) |
 //!
 //! Before, in words: a child swansong guards a request, an interrupted loop runs
 //! beside it, and `shut_down().await` waits for both. After:
@@ -233,4 +237,4 @@
 //! ```
 
 #[allow(unused_imports)] // for the links above
-use crate::{Guard, Outcome, Refused, Report, Server, Shutdown, handle_signals};
+use crate::{Guard, Outcome, Phase, Refused, Report, Server, Shutdown, Until, handle_signals};
