@@ -15,8 +15,10 @@
 mod app;
 #[path = "common/load.rs"]
 mod load;
+#[path = "common/recipe.rs"]
+mod recipe;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -286,7 +288,7 @@ impl Server {
         launch: Launch<'_>,
         on_installed: impl FnOnce(u32),
     ) -> Server {
-        let (child, lines) = spawn_with_lines(Server::command(runtime, deadline, launch));
+        let (child, lines) = recipe::spawn_with_lines(Server::command(runtime, deadline, launch));
         let mut on_installed = Some(on_installed);
         let addr = loop {
             let line = lines
@@ -422,26 +424,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Spawns `cmd` with its stdout read line by line on a thread of its own.
-fn spawn_with_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn server child");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, lines)
 }
 
 fn signal(pid: u32, name: &str) {
@@ -1353,7 +1335,7 @@ fn a_signal_after_signals_new_is_never_lost(runtime: &str) {
             let delay = window * run / runs;
             let command = Server::command(runtime, Duration::from_secs(10), Launch::default());
             let spawned = Instant::now();
-            let (mut child, lines) = spawn_with_lines(command);
+            let (mut child, lines) = recipe::spawn_with_lines(command);
             std::thread::sleep(delay.saturating_sub(spawned.elapsed()));
             let sent_at = monotonic_ns();
             signal_now(child.id(), 15);

@@ -962,10 +962,15 @@ fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
         None,
         "the health listener outlived the drain"
     );
+    assert_answered_slow(&mut c, 3000);
+}
+
+/// Reads the response of a `/slow/{ms}` request to its end and checks its body.
+fn assert_answered_slow(c: &mut TcpStream, ms: u64) {
     let mut response = String::new();
     c.set_read_timeout(Some(HANG)).unwrap();
     let _ = c.read_to_string(&mut response);
-    assert!(response.ends_with("slow 3000\n"), "{response:?}");
+    assert!(response.ends_with(&format!("slow {ms}\n")), "{response:?}");
 }
 
 /// Probes in a closed loop from 8 threads while serving, and while draining (a
@@ -1036,10 +1041,7 @@ fn every_probe_of_a_flood_gets_a_status_through_the_drain<H: Harness>() {
     assert!(total[0][0] > 0 && total[1][0] > 0, "{total:?}");
     assert_eq!(total[0][1], 0, "probes lost while serving: {total:?}");
     assert_eq!(total[1][1], 0, "probes lost while draining: {total:?}");
-    let mut response = String::new();
-    c.set_read_timeout(Some(HANG)).unwrap();
-    let _ = c.read_to_string(&mut response);
-    assert!(response.ends_with("slow 2000\n"), "{response:?}");
+    assert_answered_slow(&mut c, 2000);
 }
 
 /// A probe that sent half its request head when the drain ends: serve returns

@@ -37,27 +37,15 @@ pub struct Recipe {
 
 impl Recipe {
     /// Starts `recipe` on 127.0.0.1 with extra environment variables; returns once
-    /// it printed its `listening on` line (and `health on`, if `health`).
+    /// it printed `listeners` address lines (`listening on ...`, `health on ...`).
     pub fn start(recipe: &str, env: &[(&str, &str)], listeners: usize) -> Recipe {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["--ignored", "--exact", "recipe_child", "--nocapture"])
             .env("WIND_DOWN_RECIPE", recipe)
             .env("WIND_DOWN_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the recipe");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+            .envs(env.iter().copied());
+        let (child, lines) = spawn_with_lines(command);
         let mut addrs = Vec::new();
         while addrs.len() < listeners {
             let line = lines.recv_timeout(HANG).expect("the recipe did not start");
@@ -114,6 +102,26 @@ impl Drop for Recipe {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `cmd` with its stdout read line by line on a thread of its own.
+pub fn spawn_with_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the server child");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
 }
 
 /// Reads from `stream` until `needle` has arrived; returns what was read.
