@@ -405,6 +405,7 @@ fn tokio_graceful_rows_behave_alike() {
 /// waits for it; `count` is `report().remaining`. Racing `shutdown()` against a
 /// sleep leaves hyper-util's connection running; `drain_until` forces (drops)
 /// ours: the difference the row states.
+#[cfg(feature = "http1")]
 #[test]
 fn hyper_util_rows_behave_alike() {
     use hyper_util::server::graceful::GracefulShutdown;
