@@ -137,6 +137,7 @@
 //! | `swansong.shutting_down().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
 //! | `swansong.guard()` | [`shutdown.guard()`](Shutdown::guard), a `Result` (refused once drained) |
 //! | `swansong.interrupt(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered); polled again after it resolved, an [`Until`] panics where an `Interrupt` answers again |
+//! | `swansong.child().interrupt(fut)`, the child handle dropped | [`shutdown.child().run_until_triggered(fut)`](Shutdown::run_until_triggered): a dropped child scope is not triggered, so the future runs until the parent's trigger (swansong's ends at once: a dropped child is shut down) |
 //! | `swansong.guarded(fut)` | [`shutdown.track(fut)`](Shutdown::track): it lets go of the drain when it completes (a finished `Guarded` holds its guard until dropped) |
 //! | `swansong.child()` | [`shutdown.child()`](Shutdown::child) |
 //! | `swansong.guard_count()`, `guard_report()` | [`shutdown.report()`](Shutdown::report) |

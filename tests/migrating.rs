@@ -309,7 +309,17 @@ fn swansong_rows_behave_alike() {
             .iter()
             .any(|s| s.to_string().contains("request"));
         assert!(named, "{:?}", shutdown.report());
-        // interrupt
+        // interrupt on a child that was collected: swansong's ends at once (a
+        // dropped child is shut down); ours runs until the parent's trigger (a
+        // dropped child scope is not triggered): the difference the row states.
+        let peer_orphan = swansong.child().interrupt(std::future::pending::<()>());
+        assert_eq!(within(peer_orphan).await, None);
+        let mut our_orphan = Box::pin(
+            shutdown
+                .child()
+                .run_until_triggered(std::future::pending::<()>()),
+        );
+        assert!(settled(&mut our_orphan).await.is_none());
         let mut peer_loop = Box::pin(swansong.interrupt(std::future::pending::<()>()));
         let mut our_loop = Box::pin(shutdown.run_until_triggered(std::future::pending::<()>()));
         assert!(settled(&mut peer_loop).await.is_none());
@@ -327,6 +337,7 @@ fn swansong_rows_behave_alike() {
         assert_eq!(shutdown.phase(), Phase::Draining);
         assert_eq!(within(peer_loop).await, None);
         assert_eq!(within(our_loop).await, None);
+        assert_eq!(within(our_orphan).await, None);
         assert_eq!(within(peer_guarded.as_mut()).await, 1);
         assert_eq!(within(our_guarded.as_mut()).await, Ok(1));
         let mut our_drained = Box::pin(shutdown.drained());
