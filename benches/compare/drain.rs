@@ -154,8 +154,9 @@ fn spawn_child(kind: Kind) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-/// One round: child up, `conns` idle keep-alive connections, SIGTERM, exit.
-fn round(rt: &tokio::runtime::Runtime, kind: Kind, conns: usize) -> Duration {
+/// One round: child up, `conns` keep-alive connections idle for `idle` after their
+/// last response, SIGTERM, exit.
+fn round(rt: &tokio::runtime::Runtime, kind: Kind, conns: usize, idle: Duration) -> Duration {
     let (mut child, addr) = spawn_child(kind);
     let pid = child.id();
     let clients = rt.block_on(async {
@@ -178,9 +179,10 @@ fn round(rt: &tokio::runtime::Runtime, kind: Kind, conns: usize) -> Duration {
         }
         clients
     });
-    // Every connection is now idle, between requests, on the server's side too; a
-    // short pause lets the child's threads settle before the signal.
-    std::thread::sleep(Duration::from_millis(50));
+    // Every connection is now idle, between requests, on the server's side too;
+    // the pause lets the child's threads settle before the signal, and is how long
+    // the last connections have been idle.
+    std::thread::sleep(idle);
     let (tx, rx) = mpsc::channel();
     let start = Instant::now();
     sys::signal(pid, false).expect("SIGTERM");
@@ -219,36 +221,58 @@ pub fn drain(cfg: &Config, report: &mut Report) {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // Recently active: the last responses 50 ms before the signal, within
+    // wind-down's CLOSE_GRACE (200 ms), so those connections wait for a request
+    // that may be on its way (hyper#3792). Long idle: 300 ms, beyond it.
+    let (recent, long) = (Duration::from_millis(50), Duration::from_millis(300));
     let cases = [
         (
             Kind::Default,
             0,
+            recent,
             "baseline: no handler, SIGTERM default action, 0 conns".to_string(),
         ),
         (
             Kind::Default,
             conns,
+            recent,
             format!("no handler, SIGTERM default action, {conns} conns"),
         ),
         (
             Kind::WindDown,
             0,
+            recent,
             "wind-down serve_http + Signals, 0 conns".to_string(),
         ),
         (
             Kind::WindDown,
             conns,
-            format!("wind-down serve_http + Signals, {conns} conns"),
+            recent,
+            format!("wind-down serve_http + Signals, {conns} conns idle 50 ms"),
+        ),
+        (
+            Kind::WindDown,
+            conns,
+            long,
+            format!("wind-down serve_http + Signals, {conns} conns idle 300 ms"),
         ),
         (
             Kind::HyperUtil,
             0,
+            recent,
             "hyper-util GracefulShutdown + tokio signal, 0 conns".to_string(),
         ),
         (
             Kind::HyperUtil,
             conns,
-            format!("hyper-util GracefulShutdown + tokio signal, {conns} conns"),
+            recent,
+            format!("hyper-util GracefulShutdown + tokio signal, {conns} conns idle 50 ms"),
+        ),
+        (
+            Kind::HyperUtil,
+            conns,
+            long,
+            format!("hyper-util GracefulShutdown + tokio signal, {conns} conns idle 300 ms"),
         ),
     ];
     let mut group = Group::new(
@@ -256,15 +280,15 @@ pub fn drain(cfg: &Config, report: &mut Report) {
         format!("drain latency: SIGTERM to process exit, {conns} idle keep-alive connections"),
         "ms",
     );
-    for (_, _, name) in &cases {
+    for (_, _, _, name) in &cases {
         group.row(name.clone());
     }
     let rounds = cfg.rounds.min(7);
     for round_no in 0..rounds + 1 {
         for k in 0..cases.len() {
             let i = (k + round_no) % cases.len();
-            let (kind, n, _) = &cases[i];
-            let elapsed = round(&rt, *kind, *n);
+            let (kind, n, idle, _) = &cases[i];
+            let elapsed = round(&rt, *kind, *n, *idle);
             if round_no > 0 {
                 group.rows[i].samples.push(elapsed.as_secs_f64() * 1e3);
             }
