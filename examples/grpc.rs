@@ -21,15 +21,12 @@ mod ticker;
 
 use std::time::Duration;
 
-use ticker::{Reply, SlowRequest, Tick, TickStream, Ticker, TickerServer, TicksRequest};
+use ticker::{Handled, Reply, SlowRequest, Tick, TickStream, Ticker, TickerServer, TicksRequest};
 use tonic_health::ServingStatus;
 use tower::{ServiceBuilder, make::Shared};
 use wind_down::grpc::{EndAtTriggerLayer, end_at_trigger, not_serving_at_announcement};
 use wind_down::tokio::{Signals, Tokio};
 use wind_down::{Outcome, Server, Shutdown};
-
-type Handled<T> =
-    std::pin::Pin<Box<dyn Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send>>;
 
 /// The handlers.
 #[derive(Clone)]

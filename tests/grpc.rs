@@ -69,21 +69,11 @@ async fn tonic_baseline() -> std::io::Result<std::process::ExitCode> {
 struct EndlessTicks;
 
 impl ticker::Ticker for EndlessTicks {
-    fn slow(
-        &self,
-        _: tonic::Request<SlowRequest>,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<tonic::Response<ticker::Reply>, tonic::Status>> + Send>,
-    > {
+    fn slow(&self, _: tonic::Request<SlowRequest>) -> ticker::Handled<ticker::Reply> {
         Box::pin(async { Err(tonic::Status::unimplemented("baseline")) })
     }
 
-    fn ticks(
-        &self,
-        request: tonic::Request<TicksRequest>,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<tonic::Response<ticker::TickStream>, tonic::Status>> + Send>,
-    > {
+    fn ticks(&self, request: tonic::Request<TicksRequest>) -> ticker::Handled<ticker::TickStream> {
         let every = Duration::from_millis(request.into_inner().every_millis);
         Box::pin(async move {
             let ticks = futures_lite::stream::unfold(0u64, move |n| async move {

@@ -911,10 +911,9 @@ fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// The health listener: readiness 200 while serving; during the drain (the main
-/// listener closed, a request still in flight) readiness 503 and liveness 200 on
-/// the health address; it closes when the drain ends.
-fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
+/// A server with a health listener, whose requests hold `held` while they run:
+/// (main address, health address, held, coordinator, outcome).
+fn start_with_health<H: Harness>() -> (SocketAddr, SocketAddr, Arc<()>, Shutdown, Done) {
     let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let health_addr = health.local_addr().unwrap();
     let held = Arc::new(());
@@ -923,6 +922,14 @@ fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
         held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
         ..Options::default()
     });
+    (addr, health_addr, held, shutdown, done)
+}
+
+/// The health listener: readiness 200 while serving; during the drain (the main
+/// listener closed, a request still in flight) readiness 503 and liveness 200 on
+/// the health address; it closes when the drain ends.
+fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
+    let (addr, health_addr, held, shutdown, done) = start_with_health::<H>();
     assert_eq!(probe(health_addr, "/ready"), Some((200, "ready\n".into())));
     assert_eq!(probe(health_addr, "/live"), Some((200, "live\n".into())));
     // A request in flight keeps the drain going while the probes run.
@@ -979,14 +986,7 @@ fn assert_answered_slow(c: &mut TcpStream, ms: u64) {
 /// the health listener closes (a probe cut by that close is not counted).
 fn every_probe_of_a_flood_gets_a_status_through_the_drain<H: Harness>() {
     use std::sync::atomic::AtomicBool;
-    let health = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let health_addr = health.local_addr().unwrap();
-    let held = Arc::new(());
-    let (addr, shutdown, done) = H::start(Options {
-        health: Some(health),
-        held: Some((held.clone(), Arc::new(AtomicUsize::new(0)))),
-        ..Options::default()
-    });
+    let (addr, health_addr, held, shutdown, done) = start_with_health::<H>();
     let ended = Arc::new(AtomicBool::new(false));
     // Per thread: (serving: answered, lost), (draining: answered, lost).
     let flood: Vec<_> = (0..8)

@@ -55,20 +55,17 @@ pub struct Tick {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What a handler returns: its response, later.
+pub type Handled<T> = BoxFuture<Result<tonic::Response<T>, tonic::Status>>;
+
 /// The stream of ticks a handler returns.
 pub type TickStream = Pin<Box<dyn futures_lite::Stream<Item = Result<Tick, tonic::Status>> + Send>>;
 
 /// The service's handlers.
 pub trait Ticker: Clone + Send + Sync + 'static {
-    fn slow(
-        &self,
-        request: tonic::Request<SlowRequest>,
-    ) -> BoxFuture<Result<tonic::Response<Reply>, tonic::Status>>;
+    fn slow(&self, request: tonic::Request<SlowRequest>) -> Handled<Reply>;
 
-    fn ticks(
-        &self,
-        request: tonic::Request<TicksRequest>,
-    ) -> BoxFuture<Result<tonic::Response<TickStream>, tonic::Status>>;
+    fn ticks(&self, request: tonic::Request<TicksRequest>) -> Handled<TickStream>;
 }
 
 /// The server side: a tower service for tonic's `Routes`.
@@ -83,7 +80,7 @@ struct SlowSvc<T>(T);
 
 impl<T: Ticker> tonic::server::UnaryService<SlowRequest> for SlowSvc<T> {
     type Response = Reply;
-    type Future = BoxFuture<Result<tonic::Response<Reply>, tonic::Status>>;
+    type Future = Handled<Reply>;
 
     fn call(&mut self, request: tonic::Request<SlowRequest>) -> Self::Future {
         self.0.slow(request)
@@ -95,7 +92,7 @@ struct TicksSvc<T>(T);
 impl<T: Ticker> tonic::server::ServerStreamingService<TicksRequest> for TicksSvc<T> {
     type Response = Tick;
     type ResponseStream = TickStream;
-    type Future = BoxFuture<Result<tonic::Response<TickStream>, tonic::Status>>;
+    type Future = Handled<TickStream>;
 
     fn call(&mut self, request: tonic::Request<TicksRequest>) -> Self::Future {
         self.0.ticks(request)
