@@ -16,6 +16,8 @@
 //!   a chain of scopes is freed in a loop.
 //! - A forced scope's report is stored before its FORCED bit is set, so whoever
 //!   sees the bit finds it.
+//! - A root's shards close before its bits are set, so a guard asked for after a
+//!   bit was seen is counted on the state word, which refuses once forced.
 
 use super::core::{Core, CoreRef, NO_KEY, ParentLink};
 use super::outcome::Outcome;
@@ -58,6 +60,14 @@ impl Core {
     /// TRIGGERED, also closes `shards` (the root's). Returns `this`'s word before.
     pub(crate) fn raise(this: &CoreRef, bits: u64, shards: Option<&Shards>) -> u64 {
         let mut wakes = Wakes::default();
+        // The shards close before any bit is set: a guard asked for by a thread
+        // that saw a bit falls back to the state word, which refuses once forced
+        // (closing after would let a shard admit a guard after the force). Their
+        // holds are given back after the bits, as each shard's departure.
+        let departures = match (shards, bits & TRIGGERED != 0) {
+            (Some(shards), true) => shards.close(),
+            _ => 0,
+        };
         let mut before = None;
         let mut next = Some(this.clone());
         let mut stack = Vec::new();
@@ -81,12 +91,10 @@ impl Core {
             }
             wakes.reached(core, new);
         }
-        if let (Some(shards), true) = (shards, bits & TRIGGERED != 0) {
-            // Every trigger closes (idempotently): once it returns, the shards take
-            // no guard and have given back what they held, so the drain can come.
-            for _ in 0..shards.close() {
-                Core::give_back(this, HOLD, &mut wakes);
-            }
+        // Every trigger closes (idempotently): once it returns, the shards take no
+        // guard and have given back what they held, so the drain can come.
+        for _ in 0..departures {
+            Core::give_back(this, HOLD, &mut wakes);
         }
         wakes.run();
         before.unwrap_or_default()
