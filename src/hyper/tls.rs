@@ -166,8 +166,7 @@ where
                 io::ErrorKind::InvalidInput,
                 "Tls::handshake_timeout is zero: every handshake would time out",
             );
-            let outcome = Outcome::Drained;
-            return Err(ServeError { error, outcome });
+            return Err(ServeError::refused(error));
         }
         let http = Http::new(self.runtime());
         let departure = self.departure();

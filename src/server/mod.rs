@@ -292,8 +292,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         C::Output: Send,
     {
         if let Err(error) = drain::check_budget(self.grace_period, self.drain_delay) {
-            let outcome = Outcome::Drained;
-            return Err(ServeError { error, outcome });
+            return Err(ServeError::refused(error));
         }
         let signal_failure = self.spawn_signals();
         #[cfg(feature = "http1")]
@@ -414,6 +413,15 @@ pub struct ServeError {
     pub error: io::Error,
     /// How the drain that followed ended.
     pub outcome: Outcome,
+}
+
+impl ServeError {
+    /// Settings refused before anything was served: the outcome is `Drained`
+    /// (nothing ran) and the coordinator is left as it was.
+    pub(crate) fn refused(error: io::Error) -> ServeError {
+        let outcome = Outcome::Drained;
+        ServeError { error, outcome }
+    }
 }
 
 impl fmt::Display for ServeError {

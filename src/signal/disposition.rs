@@ -89,8 +89,11 @@ impl Drop for Interest {
 #[cfg(unix)]
 fn install() -> io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    // Read once, before anything is registered: on Linux the `SigIgn` mask of
+    // /proc/self/status; elsewhere nothing is taken as ignored.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     for signal in [SIGINT, SIGTERM] {
-        if !inherited_ignored(signal) {
+        if !ignored_in_status(&status, signal) {
             signal_hook::flag::register_conditional_default(signal, &NOBODY)?;
         }
     }
@@ -101,16 +104,6 @@ fn install() -> io::Result<()> {
 #[cfg(not(unix))]
 fn install() -> io::Result<()> {
     Ok(())
-}
-
-/// Whether `signal` is ignored now (before this crate registered anything for
-/// it): on Linux from `SigIgn` in `/proc/self/status`; elsewhere assumed not.
-#[cfg(unix)]
-fn inherited_ignored(signal: std::ffi::c_int) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    ignored_in_status(&status, signal)
 }
 
 /// Whether the `SigIgn:` mask of a `/proc/<pid>/status` text has `signal`.
