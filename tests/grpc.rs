@@ -110,6 +110,32 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("hung: {what}"))
 }
 
+/// Opens a `Ticks` stream (a tick every `every_millis`, `padding` bytes each) and
+/// reads its first tick.
+async fn first_tick<C>(
+    mut ticker: TickerClient<C>,
+    every_millis: u64,
+    padding: u64,
+) -> tonic::codec::Streaming<ticker::Tick>
+where
+    C: tonic::client::GrpcService<tonic::body::Body>,
+    C::Error: Into<tonic::codegen::StdError>,
+    C::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let request = TicksRequest {
+        every_millis,
+        padding,
+    };
+    let mut ticks = within("ticks", ticker.ticks(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = within("first tick", ticks.message()).await.unwrap();
+    assert_eq!(first.unwrap().n, 0);
+    ticks
+}
+
 /// Waits for the child's line that ends with `suffix`.
 fn wait_for_line(server: &Recipe, suffix: &str) {
     let start = Instant::now();
@@ -204,17 +230,7 @@ fn sigterm_drains_unary_and_ends_streams_with_unavailable() {
     let rt = runtime();
     let (slow, mut ticks, mut watch, raw) = rt.block_on(async {
         let channel = channel(addr).await;
-        let mut ticker = TickerClient::new(channel.clone());
-        let request = TicksRequest {
-            every_millis: 20,
-            padding: 0,
-        };
-        let mut ticks = within("ticks", ticker.ticks(request))
-            .await
-            .unwrap()
-            .into_inner();
-        let first = within("first tick", ticks.message()).await.unwrap();
-        assert_eq!(first.unwrap().n, 0);
+        let ticks = first_tick(TickerClient::new(channel.clone()), 20, 0).await;
         let mut health = HealthClient::new(channel.clone());
         let request = HealthCheckRequest {
             service: String::new(),
@@ -285,20 +301,11 @@ fn a_client_that_stops_reading_is_forced_at_the_deadline_and_named() {
             let mut send = send.clone();
             async move { send.send_request(request).await }
         });
-        let mut ticker = TickerClient::new(AddOrigin {
+        let ticker = TickerClient::new(AddOrigin {
             inner: channel,
             addr,
         });
-        let request = TicksRequest {
-            every_millis: 1,
-            padding: 256 * 1024,
-        };
-        let mut ticks = within("ticks", ticker.ticks(request))
-            .await
-            .unwrap()
-            .into_inner();
-        let first = within("first tick", ticks.message()).await.unwrap();
-        assert_eq!(first.unwrap().n, 0);
+        let ticks = first_tick(ticker, 1, 256 * 1024).await;
         // Not read from now on: the windows fill.
         (ticks, local)
     });
