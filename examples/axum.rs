@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::{Router, extract::ConnectInfo, routing::get};
 use wind_down::Server;
+use wind_down::hyper::Http;
 use wind_down::tokio::{Signals, Tokio};
 
 #[tokio::main]
@@ -37,7 +38,7 @@ async fn main() -> std::io::Result<std::process::ExitCode> {
         .grace_period(Duration::from_secs(10));
     println!("listening on {}", server.local_addr()?);
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
-    let outcome = match server.serve_tower(make).await {
+    let outcome = match Http::new(server).serve(make).await {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("{e}");

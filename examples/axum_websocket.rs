@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use axum::{Extension, Router, routing::get};
-use wind_down::hyper::Connection;
+use wind_down::hyper::{Connection, Http};
 use wind_down::tokio::{Signals, Tokio};
 use wind_down::{Server, Shutdown};
 
@@ -84,7 +84,7 @@ pub async fn main() -> std::io::Result<std::process::ExitCode> {
         .signals(signals)
         .grace_period(Duration::from_secs(10));
     println!("listening on {}", server.local_addr()?);
-    let outcome = server.serve_tower(router.into_make_service()).await?;
+    let outcome = Http::new(server).serve(router).await?;
     println!("outcome: {outcome}");
     Ok(outcome.into()) // 0 drained, 1 forced
 }

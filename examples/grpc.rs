@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use ticker::{Handled, Reply, SlowRequest, Tick, TickStream, Ticker, TickerServer, TicksRequest};
 use tonic_health::ServingStatus;
-use tower::{ServiceBuilder, make::Shared};
+use tower::ServiceBuilder;
 use wind_down::grpc::{EndAtTriggerLayer, end_at_trigger, not_serving_at_announcement};
+use wind_down::hyper::Http;
 use wind_down::tokio::{Signals, Tokio};
 use wind_down::{Outcome, Server, Shutdown};
 
@@ -103,7 +104,7 @@ pub async fn main() -> std::io::Result<std::process::ExitCode> {
     let service = ServiceBuilder::new()
         .layer(EndAtTriggerLayer)
         .service(routes);
-    let outcome = match server.serve_tower(Shared::new(service)).await {
+    let outcome = match Http::new(server).serve(service).await {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("{e}");

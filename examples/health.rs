@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use wind_down::Server;
+use wind_down::hyper::Http;
 use wind_down::tokio::{Signals, Tokio};
 
 #[tokio::main]
@@ -32,13 +33,12 @@ pub async fn main() -> std::io::Result<std::process::ExitCode> {
     let server = Server::new(Tokio::current(), listener)
         .signals(signals)
         .drain_delay(delay) // keeps serving while /ready says 503
-        .grace_period(delay + Duration::from_secs(10)) // the delay, then the drain
-        .health(health);
+        .grace_period(delay + Duration::from_secs(10)); // the delay, then the drain
     println!("listening on {}", server.local_addr()?);
     let hello = service_fn(|_: Request<Incoming>| async {
         Ok::<_, Infallible>(Response::new(String::from("hello\n")))
     });
-    let outcome = server.serve_http(hello).await?;
+    let outcome = Http::new(server).health(health).serve(hello).await?;
     println!("outcome: {outcome}");
     Ok(outcome.into()) // 0 drained, 1 forced
 }

@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router, routing::get};
-use wind_down::hyper::EndAtTrigger;
+use wind_down::hyper::{EndAtTrigger, Http};
 use wind_down::tokio::{Signals, Tokio};
 use wind_down::{Server, Shutdown};
 
@@ -43,7 +43,7 @@ pub async fn main() -> std::io::Result<std::process::ExitCode> {
         .signals(signals)
         .grace_period(Duration::from_secs(10));
     println!("listening on {}", server.local_addr()?);
-    let outcome = server.serve_tower(router.into_make_service()).await?;
+    let outcome = Http::new(server).serve(router).await?;
     println!("outcome: {outcome}");
     Ok(outcome.into()) // 0 drained, 1 forced
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use wind_down::Server;
+use wind_down::hyper::Http;
 use wind_down::hyper::tls::Tls;
 use wind_down::tokio::{Signals, Tokio};
 
@@ -33,10 +34,12 @@ async fn main() -> std::io::Result<ExitCode> {
         let version = request.version();
         Ok::<_, Infallible>(Response::new(format!("hello over {version:?}\n")))
     });
-    let outcome = Server::new(Tokio::current(), listener)
+    let server = Server::new(Tokio::current(), listener)
         .signals(signals)
-        .grace_period(Duration::from_secs(10))
-        .serve_https(Tls::new(certs::server_config()?), hello)
+        .grace_period(Duration::from_secs(10));
+    let outcome = Http::new(server)
+        .tls(Tls::new(certs::server_config()?))
+        .serve(hello)
         .await?;
     println!("outcome: {outcome}");
     Ok(outcome.into())

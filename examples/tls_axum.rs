@@ -1,5 +1,5 @@
 //! An axum `Router` over TLS on tokio, with axum's `ConnectInfo`: the form
-//! `serve_tower` takes, through `serve_tower_https`. The certificate comes from
+//! a make-service takes, through the HTTP layer with TLS. The certificate comes from
 //! `WIND_DOWN_TLS_CERT` and `WIND_DOWN_TLS_KEY` (PEM files), or is made at start.
 //!
 //! ```text
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use axum::{Router, extract::ConnectInfo, routing::get};
 use wind_down::Server;
+use wind_down::hyper::Http;
 use wind_down::hyper::tls::Tls;
 use wind_down::tokio::{Signals, Tokio};
 
@@ -35,7 +36,7 @@ pub async fn main() -> std::io::Result<std::process::ExitCode> {
     println!("listening on {}", server.local_addr()?);
     let tls = Tls::new(certs::server_config()?);
     let make = router.into_make_service_with_connect_info::<SocketAddr>();
-    let outcome = server.serve_tower_https(tls, make).await?;
+    let outcome = Http::new(server).tls(tls).serve(make).await?;
     println!("outcome: {outcome}");
     Ok(outcome.into()) // 0 drained, 1 forced
 }

@@ -1,4 +1,4 @@
-//! HTTPS on smol (futures-rustls under the hood): the same `serve_https` as on
+//! HTTPS on smol (futures-rustls under the hood): the same TLS option of the HTTP layer as on
 //! tokio. The certificate comes from `WIND_DOWN_TLS_CERT` and `WIND_DOWN_TLS_KEY`
 //! (PEM files), or is made at start.
 //!
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use wind_down::Server;
+use wind_down::hyper::Http;
 use wind_down::hyper::tls::Tls;
 use wind_down::smol::{Signals, Smol};
 
@@ -32,8 +33,9 @@ pub fn main() -> std::io::Result<std::process::ExitCode> {
             .signals(signals)
             .grace_period(Duration::from_secs(10));
         println!("listening on {}", server.local_addr()?);
-        let outcome = server
-            .serve_https(Tls::new(certs::server_config()?), hello)
+        let outcome = Http::new(server)
+            .tls(Tls::new(certs::server_config()?))
+            .serve(hello)
             .await?;
         std::io::Result::Ok(outcome)
     })?;

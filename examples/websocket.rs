@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use wind_down::Server;
+use wind_down::hyper::Http;
 use wind_down::tokio::{Signals, Tokio};
 
 #[tokio::main]
@@ -41,11 +42,10 @@ async fn main() -> std::io::Result<ExitCode> {
                 }),
         )
     });
-    let outcome = Server::new(Tokio::current(), listener)
+    let server = Server::new(Tokio::current(), listener)
         .signals(signals)
-        .grace_period(Duration::from_secs(10))
-        .serve_http(service)
-        .await?;
+        .grace_period(Duration::from_secs(10));
+    let outcome = Http::new(server).serve(service).await?;
     println!("outcome: {outcome}");
     Ok(outcome.into())
 }

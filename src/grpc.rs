@@ -1,21 +1,19 @@
 //! gRPC with tonic (feature `grpc`): a tonic server whose drain always ends.
 //!
 //! Serve tonic's `Routes` (`tonic::service::Routes`, or any tower service)
-//! through [`Server::serve_tower`](crate::Server::serve_tower), made per
-//! connection by `tower::make::Shared`, with [`EndAtTriggerLayer`] around it:
+//! through the HTTP layer's one entry, [`Http::serve`](crate::hyper::Http::serve),
+//! with [`EndAtTriggerLayer`] around it:
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
 //! # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
-//! use tower::{ServiceBuilder, make::Shared};
-//! use wind_down::{Server, grpc::EndAtTriggerLayer, tokio::{Signals, Tokio}};
+//! use tower::ServiceBuilder;
+//! use wind_down::{Server, grpc::EndAtTriggerLayer, hyper::Http, tokio::{Signals, Tokio}};
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! let service = ServiceBuilder::new().layer(EndAtTriggerLayer).service(routes);
-//! Server::new(Tokio::current(), listener)
-//!     .signals(Signals::new()?)
-//!     .serve_tower(Shared::new(service))
-//!     .await?;
+//! let server = Server::new(Tokio::current(), listener).signals(Signals::new()?);
+//! Http::new(server).serve(service).await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -26,10 +26,11 @@
 //!    period for the whole shutdown, and signals through a [`SignalSource`].
 //! 3. **The runtime adapters**, features `tokio` and `smol`: runtime, listeners and
 //!    signals for each.
-//! 4. **The HTTP layer**, feature `hyper` (or `http1` or `http2` alone): hyper 1.x
-//!    connections, `Server::serve_http` for hyper services, `Server::serve_tower`
-//!    for tower make-services (axum), connection errors reported, and a health
-//!    listener (`Server::health`), on both runtimes.
+//! 4. **The HTTP layer**, feature `hyper` (or `http1` or `http2` alone):
+//!    `hyper::Http` over a `Server`, whose one entry `Http::serve` serves a hyper
+//!    service, a tower service (tonic) or a tower make-service (axum), with TLS
+//!    (feature `tls`), a health listener and connection errors reported, on both
+//!    runtimes.
 //!
 //! Coming from hyper-util, tokio-util, swansong, tokio-graceful or axum? The
 //! [`migrating`] module maps their calls to these.
@@ -170,6 +171,7 @@ pub use coordinator::report::{Report, Straggler, WatcherKind};
 pub use coordinator::until::Until;
 pub use coordinator::wait::Wait;
 pub use coordinator::watch::{GracefulConnection, Tracked, Watched};
+pub use server::observer::Observer;
 pub use server::runtime::{Listener, Runtime};
 pub use server::{DEFAULT_GRACE_PERIOD, ServeError, Server};
 pub use signal::{Signal, SignalSource, handle_signals};

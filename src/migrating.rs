@@ -30,7 +30,7 @@
 //! | `graceful.watcher()` | [`shutdown.guard()`](Shutdown::guard): it holds the drain as a watcher does (a `shutdown.clone()` is a handle only, and does not) |
 //! | `graceful.count()` | [`shutdown.report().remaining`](Shutdown::report) |
 //! | `select! { graceful.shutdown() => .., sleep(d) => .. }` | [`shutdown.drain_until(sleep(d))`](Shutdown::drain_until): triggers, waits, forces at the deadline (connections still open are dropped; after hyper-util's `select!` they keep running) |
-//! | the accept loop, `ctrl_c()` and the `select!` around it | [`Server::new(rt, listener).signals(Signals::new()?).serve_http(svc)`](Server) |
+//! | the accept loop, `ctrl_c()` and the `select!` around it | [`Http::new(Server::new(rt, listener).signals(Signals::new()?)).serve(svc)`](crate::hyper::Http::serve) |
 //!
 //! Before, in words: an accept loop `select!`s `listener.accept()` against
 //! `ctrl_c()`, serves each connection with `graceful.watch(conn)`, and after the
@@ -89,7 +89,7 @@
 //! | `CancellationToken::new()`, `TaskTracker::new()` | [`Shutdown::new()`] |
 //! | `token.cancel()`, `tracker.close()` | [`shutdown.trigger()`](Shutdown::trigger) |
 //! | `token.cancelled().await` | [`shutdown.triggered().await`](Shutdown::triggered) |
-//! | `token.is_cancelled()` | [`shutdown.phase() >= Phase::Draining`](Shutdown::phase) |
+//! | `token.is_cancelled()` | [`shutdown.phase() >= Phase::Triggered`](Shutdown::phase) |
 //! | `token.child_token()` | [`shutdown.child()`](Shutdown::child) |
 //! | `token.run_until_cancelled(fut)` | [`shutdown.run_until_triggered(fut)`](Shutdown::run_until_triggered) |
 //! | `tracker.spawn(fut)` | `tokio::spawn(shutdown.track(fut))` |
@@ -97,7 +97,7 @@
 //! | `tracker.len()` | [`shutdown.report().remaining`](Shutdown::report) |
 //! | `token.run_until_cancelled_owned(fut)`, `token.cancelled_owned()` | the same with a `shutdown.clone()` moved into the future |
 //! | `token.drop_guard()` | dropping the last handle of a root coordinator triggers it |
-//! | `tracker.is_closed()`, `tracker.is_empty()` | [`shutdown.phase() >= Phase::Draining`](Shutdown::phase), [`shutdown.report().remaining == 0`](Shutdown::report) |
+//! | `tracker.is_closed()`, `tracker.is_empty()` | [`shutdown.phase() >= Phase::Triggered`](Shutdown::phase), [`shutdown.report().remaining == 0`](Shutdown::report) |
 //! | `tracker.reopen()` | none: a drained coordinator stays drained; make a new [`Shutdown`] |
 //! | `tracker.wait().await`, with a timeout around it | [`shutdown.drain_until(sleep(d)).await`](Shutdown::drain_until); at the deadline the tracked futures still running are dropped (forced), where tokio-util's tasks keep running after its timeout |
 //!
@@ -121,7 +121,7 @@
 //!     // `Shutdown::track` for the form whose data survives a force).
 //! }));
 //! shutdown.trigger(); // was: token.cancel(); tracker.close();
-//! assert!(shutdown.phase() >= Phase::Draining); // was: token.is_cancelled()
+//! assert!(shutdown.phase() >= Phase::Triggered); // was: token.is_cancelled()
 //! // was: timeout(5 s, tracker.wait())
 //! let outcome = shutdown.drain_until(tokio::time::sleep(Duration::from_secs(5))).await;
 //! assert!(outcome.is_drained());
@@ -211,8 +211,8 @@
 //!
 //! | axum | wind-down |
 //! |---|---|
-//! | `axum::serve(listener, router)` | [`Server::new(Tokio::current(), listener).serve_tower(router.into_make_service())`](Server::serve_tower) |
-//! | `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())` | the same make-service to [`serve_tower`](Server::serve_tower): handlers get `ConnectInfo` |
+//! | `axum::serve(listener, router)` | [`Http::new(Server::new(Tokio::current(), listener)).serve(router)`](crate::hyper::Http::serve) |
+//! | `axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())` | the same make-service to [`Http::serve`](crate::hyper::Http::serve): handlers get `ConnectInfo` |
 //! | `.with_graceful_shutdown(signal)` | [`.signals(Signals::new()?)`](Server::signals), or [`server.shutdown()`](Server::shutdown)`.trigger()` from the application |
 //! | waits for every connection, for ever | drains within the [grace period](Server::grace_period) (25 s by default), then forces; the [`Outcome`] says which |
 //!
@@ -224,13 +224,13 @@
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
 //! use axum::{Router, routing::get};
-//! use wind_down::{Server, tokio::{Signals, Tokio}};
+//! use wind_down::{Server, hyper::Http, tokio::{Signals, Tokio}};
 //!
 //! let router = Router::new().route("/", get(|| async { "hello" }));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let server = Server::new(Tokio::current(), listener).signals(Signals::new()?);
 //! server.shutdown().trigger(); // Ctrl-C, in this example
-//! let outcome = server.serve_tower(router.into_make_service()).await?;
+//! let outcome = Http::new(server).serve(router).await?;
 //! assert!(outcome.is_drained());
 //! # Ok(()) }
 //! # #[cfg(not(all(feature = "tokio", feature = "hyper")))]

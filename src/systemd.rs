@@ -1,8 +1,8 @@
 //! systemd integration (feature `systemd`): socket activation, and the server's
 //! lifecycle told to the service manager through `sd_notify`.
 //!
-//! Linux only; on other systems [`tcp_listener`] finds no socket and
-//! [`Server::notify_systemd`](crate::Server::notify_systemd) sends nothing.
+//! Linux only; on other systems [`tcp_listener`] finds no socket and [`Notify`]
+//! sends nothing.
 //!
 //! # Socket activation
 //!
@@ -25,8 +25,8 @@
 //!
 //! # Notifications
 //!
-//! A `Type=notify` service whose server has
-//! [`notify_systemd`](crate::Server::notify_systemd) sends, in this order:
+//! A `Type=notify` service whose server is observed by [`Notify`]
+//! (`server.observe(wind_down::systemd::Notify)`) sends, in this order:
 //!
 //! | when | message |
 //! |------|---------|
@@ -44,6 +44,10 @@
 
 use std::io;
 use std::time::Duration;
+
+use crate::coordinator::outcome::Outcome;
+use crate::coordinator::report::Report;
+use crate::server::observer::Observer;
 
 /// What every `EXTEND_TIMEOUT_USEC` adds to the time left in the grace period: the
 /// time the process has to exit after a forced drain (5 s).
@@ -75,37 +79,50 @@ pub fn tcp_listener() -> io::Result<Option<std::net::TcpListener>> {
     Ok(None)
 }
 
-/// `READY=1`: the server is accepting.
-pub(crate) fn ready() {
-    send(&["READY=1".to_string(), "STATUS=serving".to_string()]);
-}
+/// Tells systemd about a server's lifecycle through `sd_notify`: add it with
+/// [`Server::observe`](crate::Server::observe). See the [module](self) for the
+/// messages and when they are sent; nothing is sent unless systemd started the
+/// process with `NOTIFY_SOCKET` (a `Type=notify` service).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Notify;
 
-/// `STOPPING=1` at the announcement, with `in_flight` watchers and `left` of the
-/// grace period.
-pub(crate) fn stopping(in_flight: usize, left: Duration) {
-    send(&[
-        "STOPPING=1".to_string(),
-        format!("STATUS=stopping: {in_flight} in flight"),
-        extend_timeout(left),
-    ]);
+impl Observer for Notify {
+    fn ready(&self) {
+        send(&["READY=1".to_string(), "STATUS=serving".to_string()]);
+    }
+
+    fn stopping(&self, in_flight: usize, left: Duration) {
+        send(&[
+            "STOPPING=1".to_string(),
+            format!("STATUS=stopping: {in_flight} in flight"),
+            extend_timeout(left),
+        ]);
+    }
+
+    fn drain_started(&self, in_flight: usize, deadline: Duration) {
+        draining(in_flight, Some(deadline));
+    }
+
+    fn draining(&self, report: &Report, left: Option<Duration>) {
+        draining(report.remaining, left);
+    }
+
+    fn ended(&self, outcome: &Outcome) {
+        send(&[match outcome.report() {
+            None => "STATUS=drained".to_string(),
+            Some(report) => format!("STATUS=forced: {} still running", report.remaining),
+        }]);
+    }
 }
 
 /// Drain progress: `in_flight` watchers left, and what is `left` of the grace
 /// period (`None` once it is over: no extension then).
-pub(crate) fn draining(in_flight: usize, left: Option<Duration>) {
+fn draining(in_flight: usize, left: Option<Duration>) {
     let status = format!("STATUS=draining: {in_flight} still in flight");
     match left {
         Some(left) => send(&[status, extend_timeout(left)]),
         None => send(&[status]),
     }
-}
-
-/// The drain's end: drained, or forced with `remaining` watchers.
-pub(crate) fn drain_ended(remaining: Option<usize>) {
-    send(&[match remaining {
-        None => "STATUS=drained".to_string(),
-        Some(n) => format!("STATUS=forced: {n} still running"),
-    }]);
 }
 
 fn extend_timeout(left: Duration) -> String {

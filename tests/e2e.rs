@@ -232,7 +232,10 @@ async fn tokio_serve_without_signals() -> wind_down::Outcome {
     let runtime = wind_down::tokio::Tokio::current();
     let server = wind_down::Server::new(runtime.clone(), listener);
     println!("listening on {}", server.local_addr().unwrap());
-    server.serve_http(app::App::new(runtime)).await.unwrap()
+    wind_down::hyper::Http::new(server)
+        .serve(app::App::new(runtime))
+        .await
+        .unwrap()
 }
 
 /// Serves the demo app on smol with no signal source (`Server::new` alone).
@@ -242,7 +245,10 @@ async fn smol_serve_without_signals() -> wind_down::Outcome {
     let runtime = wind_down::smol::Smol::global();
     let server = wind_down::Server::new(runtime.clone(), listener);
     println!("listening on {}", server.local_addr().unwrap());
-    server.serve_http(app::App::new(runtime)).await.unwrap()
+    wind_down::hyper::Http::new(server)
+        .serve(app::App::new(runtime))
+        .await
+        .unwrap()
 }
 
 /// A running server child. Killed on drop if still running.

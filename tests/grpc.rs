@@ -441,7 +441,7 @@ fn baseline_tonic_serve_with_shutdown_never_ends_with_a_stream_open() {
 #[cfg(feature = "smol")]
 #[test]
 fn tonic_health_serves_on_smol() {
-    use tower::{ServiceBuilder, make::Shared};
+    use tower::ServiceBuilder;
     use wind_down::grpc::{EndAtTriggerLayer, not_serving_at_announcement};
     use wind_down::smol::Smol;
 
@@ -467,7 +467,7 @@ fn tonic_health_serves_on_smol() {
             let service = ServiceBuilder::new()
                 .layer(EndAtTriggerLayer)
                 .service(routes);
-            server.serve_tower(Shared::new(service)).await
+            wind_down::hyper::Http::new(server).serve(service).await
         })
     });
     let (addr, shutdown) = started

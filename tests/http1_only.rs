@@ -28,7 +28,11 @@ fn http1_only_build_serves_and_drains() {
         let server = Server::new(Smol::global(), listener);
         let addr = server.local_addr().unwrap();
         let shutdown = server.shutdown();
-        (addr, shutdown, smol::spawn(server.serve_http(hello)))
+        (
+            addr,
+            shutdown,
+            smol::spawn(wind_down::hyper::Http::new(server).serve(hello)),
+        )
     });
     let mut client = TcpStream::connect(addr).unwrap();
     client

@@ -7,8 +7,8 @@
 //! (`g1_` .. `g10_`; G11 is in `tests/memory.rs`), `until_` for `run_until_triggered`.
 //! A watchdog fails a hung case after 30 s and prints the observed coordinators.
 //!
-//! Phases are read through [`Shutdown::phase`]: triggered is `>= Phase::Draining`,
-//! drained is `Phase::Done`. A forced coordinator shows `Phase::Forced` only while
+//! Phases are read through [`Shutdown::phase`]: triggered is `>= Phase::Triggered`,
+//! drained is `Phase::Drained`. A forced coordinator shows `Phase::Forced` only while
 //! something remains; once it drained, the force is still visible in what it
 //! refuses (`Refused::Forced`, not `Refused::Drained`).
 
@@ -159,28 +159,28 @@ async fn g1_phases_latch_and_trigger_returns_true_once<E: Exec>(cx: Cx<E>) {
     assert!(s.trigger(), "first trigger returns true");
     assert!(!s.trigger(), "second trigger returns false");
     assert!(!s.clone().trigger(), "a clone shares the latched phase");
-    assert_eq!(s.phase(), Phase::Draining);
+    assert_eq!(s.phase(), Phase::Triggered);
     assert!(!s.announce(), "triggered implies announced");
     assert!(!s.is_ready());
 
     drop(g);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     // Nothing leaves drained: no new guard, no re-trigger.
     assert_eq!(s.guard().unwrap_err(), Refused::Drained);
     assert!(!s.trigger());
     s.announced().await;
     s.triggered().await;
     s.drained().await;
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 
     // Forcing a drained coordinator latches forced too (it now refuses as forced),
     // and it stays drained.
     assert_eq!(s.force(), Outcome::Drained);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(s.guard().unwrap_err(), Refused::Forced);
     assert_eq!(s.force(), Outcome::Drained);
     assert_eq!(until_forced(&s).await, Outcome::Drained);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(s.guard().unwrap_err(), Refused::Forced);
     assert!(!s.trigger() && !s.announce() && !s.is_ready());
 
@@ -195,7 +195,7 @@ async fn g1_phases_latch_and_trigger_returns_true_once<E: Exec>(cx: Cx<E>) {
         "an announced coordinator still admits work"
     );
     assert!(a.trigger(), "announcing did not trigger");
-    assert_eq!(a.phase(), Phase::Done);
+    assert_eq!(a.phase(), Phase::Drained);
 }
 
 async fn g1_force_implies_triggered_and_is_idempotent<E: Exec>(cx: Cx<E>) {
@@ -210,7 +210,7 @@ async fn g1_force_implies_triggered_and_is_idempotent<E: Exec>(cx: Cx<E>) {
     let forced = s.force();
     assert_forced(&forced, 1);
     assert_eq!(s.phase(), Phase::Forced);
-    assert!(Phase::Forced > Phase::Draining && Phase::Draining > Phase::Announced);
+    assert!(Phase::Forced > Phase::Triggered && Phase::Triggered > Phase::Announced);
     assert!(!s.trigger(), "the force already triggered");
     assert!(!s.announce(), "the force already announced");
     assert!(!s.is_ready());
@@ -222,14 +222,14 @@ async fn g1_force_implies_triggered_and_is_idempotent<E: Exec>(cx: Cx<E>) {
 
     drop(g);
     s.drained().await;
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(s.force(), Outcome::Drained);
     assert_eq!(s.guard().unwrap_err(), Refused::Forced, "still forced");
 
     // Forcing a fresh coordinator: triggered, forced and drained at once.
     let fresh = Shutdown::new();
     assert_eq!(fresh.force(), Outcome::Drained);
-    assert_eq!(fresh.phase(), Phase::Done);
+    assert_eq!(fresh.phase(), Phase::Drained);
     assert_eq!(fresh.guard().unwrap_err(), Refused::Forced);
     assert_eq!(poll_now(&mut fresh.triggered()), Some(()));
     assert!(!fresh.trigger());
@@ -289,11 +289,11 @@ async fn g2_drained_needs_trigger_and_zero_count<E: Exec>(cx: Cx<E>) {
 
     // Triggered with a live guard is not drained either.
     assert!(s.trigger());
-    assert_eq!(s.phase(), Phase::Draining);
+    assert_eq!(s.phase(), Phase::Triggered);
     assert!(poll_now(&mut drained).is_none());
 
     drop(g3);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(poll_now(&mut drained), Some(()));
     waiter.await;
 }
@@ -326,7 +326,7 @@ async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
     let s = Shutdown::new();
     cx.probe.observe("root", &s);
     s.trigger();
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(s.guard().unwrap_err(), Refused::Drained);
 
     let (conn, log) = Conn::new(1);
@@ -349,7 +349,7 @@ async fn g2_refuses_guard_and_watch_after_drained<E: Exec>(cx: Cx<E>) {
     assert_eq!(tracked.await, Err(Stopped::Refused(Refused::Drained)));
     assert!(!ran.load(SeqCst), "refused tracked future never started");
     assert!(dropped.load(SeqCst));
-    assert_eq!((s.phase(), s.report().remaining), (Phase::Done, 0));
+    assert_eq!((s.phase(), s.report().remaining), (Phase::Drained, 0));
 }
 
 async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
@@ -374,7 +374,7 @@ async fn g2_refuses_guard_and_watch_after_forced<E: Exec>(cx: Cx<E>) {
 
     drop(g);
     s.drained().await;
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     // Forced and drained: the refusal names the force.
     assert_eq!(s.guard().unwrap_err(), Refused::Forced);
     assert_eq!(
@@ -447,7 +447,7 @@ async fn g2_drained_never_observed_while_racing_guard_lives<E: Exec>(cx: Cx<E>) 
             live_at_drain, 0,
             "round {round}: drained observed while a guard was alive"
         );
-        assert_eq!((s.phase(), s.report().remaining), (Phase::Done, 0));
+        assert_eq!((s.phase(), s.report().remaining), (Phase::Drained, 0));
         if refused.load(SeqCst) > 0 {
             assert_eq!(s.guard().unwrap_err(), Refused::Drained);
         }
@@ -732,7 +732,7 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
         "an idle, untriggered child counts nothing"
     );
     child.trigger();
-    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(child.phase(), Phase::Drained);
     assert_eq!(s.report().remaining, 1, "nor does a drained one");
     drop(g);
     assert_eq!(s.report().remaining, 0);
@@ -756,17 +756,17 @@ async fn g4_watchers_counts_every_kind<E: Exec>(cx: Cx<E>) {
     assert_eq!(report.unlabelled(), 1);
     assert_eq!(
         idle.phase(),
-        Phase::Done,
+        Phase::Drained,
         "the idle scope drained at the force"
     );
-    assert_eq!(idle_grandchild.phase(), Phase::Done);
+    assert_eq!(idle_grandchild.phase(), Phase::Drained);
     assert_eq!(busy.phase(), Phase::Forced);
     assert_eq!(s.report().remaining, 2);
     drop((bg, g));
     assert_eq!(s.report().remaining, 0);
     assert_eq!(
         (s.phase(), busy.phase(), busy_grandchild.phase()),
-        (Phase::Done, Phase::Done, Phase::Done)
+        (Phase::Drained, Phase::Drained, Phase::Drained)
     );
 }
 
@@ -828,16 +828,16 @@ async fn g4_watchers_exact_with_guards_on_many_threads<E: Exec>(cx: Cx<E>) {
     s.trigger();
     assert_eq!(
         s.phase(),
-        Phase::Draining,
+        Phase::Triggered,
         "the handed-over guards are alive"
     );
     assert_eq!(s.report().remaining, 2 * THREADS);
     let mut handed = handed;
     handed.truncate(1);
     assert_eq!(s.report().remaining, 1);
-    assert_eq!(s.phase(), Phase::Draining);
+    assert_eq!(s.phase(), Phase::Triggered);
     drop(handed);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(s.report().remaining, 0);
     s.drained().await;
 }
@@ -884,7 +884,7 @@ async fn g4_forced_remaining_counts_guards_on_every_thread<E: Exec>(cx: Cx<E>) {
     assert_eq!(s.report().remaining, live);
     assert_eq!(s.phase(), Phase::Forced);
     drop(held);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(s.report().remaining, 0);
 }
 
@@ -921,7 +921,7 @@ async fn g5_graceful_once_on_first_poll_after_trigger<E: Exec>(cx: Cx<E>) {
     assert_eq!(poll_now(&mut w), Some(Ok(7)));
     assert_eq!(log.graceful(), 1);
     assert!(log.dropped());
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 }
 
 async fn g5_graceful_once_when_triggered_before_first_poll<E: Exec>(cx: Cx<E>) {
@@ -939,7 +939,7 @@ async fn g5_graceful_once_when_triggered_before_first_poll<E: Exec>(cx: Cx<E>) {
         "graceful_shutdown came before the connection's first poll"
     );
 
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 
     // Watched after the trigger (admitted while a guard holds the drain open).
     let s = Shutdown::new();
@@ -996,7 +996,7 @@ async fn g5_no_graceful_without_trigger<E: Exec>(cx: Cx<E>) {
     assert_eq!(log.graceful(), 0);
     s.trigger();
     assert_eq!(log.graceful(), 0, "completed connections are not asked");
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 }
 
 // ----------------------------------------------------------------------------
@@ -1048,7 +1048,7 @@ async fn g6_leaked_guard_is_forced_remaining_at_ready_deadline<E: Exec>(cx: Cx<E
         "a second drain reports the same"
     );
     drop(ManuallyDrop::into_inner(leaked));
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 }
 
 async fn g6_force_drops_watched_and_tracked_on_next_poll<E: Exec>(cx: Cx<E>) {
@@ -1120,7 +1120,7 @@ async fn g6_drain_until_reports_drained_before_deadline<E: Exec>(cx: Cx<E>) {
         Outcome::Drained
     );
     release.await;
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(
         s.guard().unwrap_err(),
         Refused::Drained,
@@ -1263,7 +1263,7 @@ async fn g7_guard_dropped_during_unwind_counts_down<E: Exec>(cx: Cx<E>) {
     })
     .join();
     assert!(joined.is_err());
-    assert_eq!(s.phase(), Phase::Done, "the unwind gave the count back");
+    assert_eq!(s.phase(), Phase::Drained, "the unwind gave the count back");
 
     // On the executor, with a guard and a watched connection in the unwinding task.
     let s = Shutdown::new();
@@ -1391,7 +1391,7 @@ async fn g8_dropping_child_handles_does_not_trigger_the_child<E: Exec>(cx: Cx<E>
     assert_eq!(watched.await, Ok(4));
     assert_eq!(log.graceful(), 1);
     assert_eq!(parent.report().remaining, 1);
-    assert_eq!(parent.phase(), Phase::Draining, "the child's guard lives");
+    assert_eq!(parent.phase(), Phase::Triggered, "the child's guard lives");
     drop(cg);
     assert_eq!(parent.report().remaining, 0);
     parent.drained().await;
@@ -1405,7 +1405,7 @@ async fn g8_dropping_child_handles_does_not_trigger_the_child<E: Exec>(cx: Cx<E>
     drop(root);
     assert_eq!(poll_now(&mut root_triggered), Some(()));
     assert_eq!(poll_now(&mut child.triggered()), Some(()));
-    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(child.phase(), Phase::Drained);
 }
 
 // ----------------------------------------------------------------------------
@@ -1434,7 +1434,7 @@ async fn g9_child_triggered_and_forced_with_parent<E: Exec>(cx: Cx<E>) {
     announced.await;
 
     assert!(parent.trigger());
-    assert_eq!(child.phase(), Phase::Draining);
+    assert_eq!(child.phase(), Phase::Triggered);
     assert!(!child.trigger(), "the parent's trigger triggered the child");
     triggered.await;
 
@@ -1475,26 +1475,26 @@ async fn g9_child_created_after_parent_triggered_or_forced<E: Exec>(cx: Cx<E>) {
     let ag = announced.guard().unwrap();
 
     parent.trigger();
-    assert_eq!(announced.phase(), Phase::Draining, "its guard lives");
+    assert_eq!(announced.phase(), Phase::Triggered, "its guard lives");
     let child = parent.child();
     // Triggered at creation, with nothing in it: drained at once, not forced.
-    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(child.phase(), Phase::Drained);
     assert_eq!(poll_now(&mut child.triggered()), Some(()));
     assert_eq!(child.guard().unwrap_err(), Refused::Drained);
     let grandchild = child.child();
-    assert_eq!(grandchild.phase(), Phase::Done);
+    assert_eq!(grandchild.phase(), Phase::Drained);
     assert_eq!(parent.report().remaining, 2);
     drop(ag);
     assert_eq!(parent.report().remaining, 1);
     assert_eq!(
         parent.phase(),
-        Phase::Draining,
+        Phase::Triggered,
         "the drained children hold nothing: only the guard"
     );
 
     assert_forced(&parent.force(), 1);
     let forced = parent.child();
-    assert_eq!(forced.phase(), Phase::Done);
+    assert_eq!(forced.phase(), Phase::Drained);
     assert_eq!(poll_now(&mut forced.triggered()), Some(()));
     assert_eq!(
         forced.guard().unwrap_err(),
@@ -1531,7 +1531,7 @@ async fn g9_triggering_or_forcing_child_leaves_parent<E: Exec>(cx: Cx<E>) {
     assert_eq!(parent.report().remaining, 0);
     assert_eq!(parent.phase(), Phase::Running);
     assert!(parent.trigger());
-    assert_eq!(parent.phase(), Phase::Done);
+    assert_eq!(parent.phase(), Phase::Drained);
 }
 
 async fn g9_parent_drains_only_after_child<E: Exec>(cx: Cx<E>) {
@@ -1544,32 +1544,32 @@ async fn g9_parent_drains_only_after_child<E: Exec>(cx: Cx<E>) {
         let (drained, child) = (parent.drained(), child.clone());
         async move {
             drained.await;
-            child.phase() == Phase::Done
+            child.phase() == Phase::Drained
         }
     });
     parent.trigger();
-    assert_eq!(parent.phase(), Phase::Draining);
+    assert_eq!(parent.phase(), Phase::Triggered);
     assert_eq!(parent.report().remaining, 1);
     assert!(poll_now(&mut parent.drained()).is_none());
     drop(cg);
     assert!(waiter.await, "the parent drained before its child");
-    assert_eq!(parent.phase(), Phase::Done);
+    assert_eq!(parent.phase(), Phase::Drained);
 }
 
 async fn g9_child_created_after_parent_drained<E: Exec>(cx: Cx<E>) {
     let parent = Shutdown::new();
     cx.probe.observe("parent", &parent);
     parent.trigger();
-    assert_eq!(parent.phase(), Phase::Done);
+    assert_eq!(parent.phase(), Phase::Drained);
     let child = parent.child();
-    assert_eq!(child.phase(), Phase::Done);
+    assert_eq!(child.phase(), Phase::Drained);
     assert_eq!(child.guard().unwrap_err(), Refused::Drained);
     assert_eq!(
         child.watch(Conn::new(1).0).await,
         Err(Stopped::Refused(Refused::Drained))
     );
     assert_eq!(parent.report().remaining, 0);
-    assert_eq!(parent.phase(), Phase::Done);
+    assert_eq!(parent.phase(), Phase::Drained);
     drop(child);
     assert_eq!(parent.report().remaining, 0);
     parent.drained().await;
@@ -1593,7 +1593,7 @@ async fn g9_nested_scopes_drain_inside_out<E: Exec>(cx: Cx<E>) {
     root.trigger();
     assert_eq!(
         (mid.phase(), leaf.phase()),
-        (Phase::Draining, Phase::Draining)
+        (Phase::Triggered, Phase::Triggered)
     );
     assert_eq!(
         (
@@ -1605,10 +1605,10 @@ async fn g9_nested_scopes_drain_inside_out<E: Exec>(cx: Cx<E>) {
     );
     assert_eq!(
         (root.phase(), mid.phase()),
-        (Phase::Draining, Phase::Draining)
+        (Phase::Triggered, Phase::Triggered)
     );
     drop(g);
-    assert_eq!(waiter.await, (Phase::Done, Phase::Done));
+    assert_eq!(waiter.await, (Phase::Drained, Phase::Drained));
 }
 
 // ----------------------------------------------------------------------------
@@ -1632,7 +1632,7 @@ async fn until_trigger_resolves_none_and_drops_inner<E: Exec>(cx: Cx<E>) {
     eventually(&cx, "until polled", || polls.load(SeqCst) > 0).await;
     assert_eq!(s.report().remaining, 0);
     s.trigger();
-    assert_eq!(s.phase(), Phase::Done, "the drain does not wait for it");
+    assert_eq!(s.phase(), Phase::Drained, "the drain does not wait for it");
     assert_eq!(join.await, None);
     assert!(dropped.load(SeqCst));
 }
@@ -1690,10 +1690,10 @@ async fn g4_force_before_trigger_with_only_idle_scopes_is_drained<E: Exec>(cx: C
         std::process::ExitCode::SUCCESS
     );
     for scope in scopes.iter().chain([&grandchild]) {
-        assert_eq!(scope.phase(), Phase::Done);
+        assert_eq!(scope.phase(), Phase::Drained);
         assert_eq!(scope.guard().unwrap_err(), Refused::Forced);
     }
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert_eq!(
         s.drain_until(future::pending::<()>()).await,
         Outcome::Drained
@@ -1725,14 +1725,14 @@ async fn g9_hundred_thousand_nested_scopes_need_no_recursion<E: Exec>(cx: Cx<E>)
         assert!(root.trigger());
         assert_eq!(
             deepest.phase(),
-            Phase::Draining,
+            Phase::Triggered,
             "trigger reached the deepest"
         );
         let outcome = root.force();
         assert_eq!(outcome.remaining(), 1);
         assert_eq!(outcome.report().unwrap().stragglers[0].label, "deepest");
         drop(guard);
-        assert_eq!(root.phase(), Phase::Done, "the drain came back up");
+        assert_eq!(root.phase(), Phase::Drained, "the drain came back up");
         drop(scopes);
         drop(root);
 
@@ -1744,7 +1744,7 @@ async fn g9_hundred_thousand_nested_scopes_need_no_recursion<E: Exec>(cx: Cx<E>)
         assert!(root.trigger());
         assert_eq!(
             root.phase(),
-            Phase::Done,
+            Phase::Drained,
             "a freed scope still held the root"
         );
     });
@@ -1801,8 +1801,8 @@ async fn g10_panicking_waker_does_not_stop_the_transition<E: Exec>(cx: Cx<E>) {
 
     let trigger = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.trigger()));
     assert!(trigger.is_err(), "the waker's panic reaches the caller");
-    assert_eq!(s.phase(), Phase::Draining);
-    assert_eq!(child.phase(), Phase::Draining, "the child was triggered");
+    assert_eq!(s.phase(), Phase::Triggered);
+    assert_eq!(child.phase(), Phase::Triggered, "the child was triggered");
     assert!(!s.trigger(), "the trigger was complete");
 
     let release = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(guard)));
@@ -1810,8 +1810,12 @@ async fn g10_panicking_waker_does_not_stop_the_transition<E: Exec>(cx: Cx<E>) {
         release.is_err(),
         "the drained waker's panic reaches the releaser"
     );
-    assert_eq!(child.phase(), Phase::Done);
-    assert_eq!(s.phase(), Phase::Done, "the parent drained after its child");
+    assert_eq!(child.phase(), Phase::Drained);
+    assert_eq!(
+        s.phase(),
+        Phase::Drained,
+        "the parent drained after its child"
+    );
     for (join, _) in waiters {
         join.await;
     }

@@ -52,12 +52,12 @@ fn a_coordinator_reused_across_idle_periods_stays_consistent() {
     }
     let last = shutdown.guard().unwrap();
     shutdown.trigger();
-    assert_eq!(shutdown.phase(), Phase::Draining, "a guard is alive");
+    assert_eq!(shutdown.phase(), Phase::Triggered, "a guard is alive");
     let dropper = thread::spawn(move || drop(last));
     let outcome = block_on(shutdown.drain_until(futures_lite::future::pending::<()>()));
     dropper.join().unwrap();
     assert_eq!(outcome, Outcome::Drained);
-    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.phase(), Phase::Drained);
     assert_eq!(
         shutdown.guard().err(),
         Some(Refused::Drained),

@@ -123,7 +123,7 @@ fn g11_guard_acquire_and_release_allocate_nothing() {
         "guard acquire/release while draining allocated"
     );
     drop(g);
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn g11_the_draining_release_allocates_nothing_with_a_waiter() {
         0,
         "the draining release allocated (with a drained waiter registered)"
     );
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
     assert!(std::pin::Pin::new(&mut drained).poll(&mut cx).is_ready());
 }
 
@@ -159,7 +159,7 @@ fn g11_the_draining_release_allocates_nothing_unobserved() {
     let before = allocs();
     drop(g);
     assert_eq!(allocs() - before, 0, "the draining release allocated");
-    assert_eq!(s.phase(), Phase::Done);
+    assert_eq!(s.phase(), Phase::Drained);
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn dropped_scopes_free_their_memory_at_once() {
     assert!(parent.trigger());
     assert_eq!(
         parent.phase(),
-        Phase::Done,
+        Phase::Drained,
         "a dropped scope still held its parent"
     );
 }

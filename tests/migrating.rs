@@ -194,7 +194,7 @@ fn tokio_util_rows_behave_alike() {
         let token = CancellationToken::new();
         let shutdown = Shutdown::new();
         assert!(!token.is_cancelled());
-        assert!(shutdown.phase() < Phase::Draining);
+        assert!(shutdown.phase() < Phase::Triggered);
         // child_token, run_until_cancelled (before)
         let child_token = token.child_token();
         let child = shutdown.child();
@@ -216,7 +216,7 @@ fn tokio_util_rows_behave_alike() {
         within(owned_peer).await.unwrap();
         within(owned_ours).await.unwrap();
         assert!(token.is_cancelled());
-        assert!(shutdown.phase() >= Phase::Draining);
+        assert!(shutdown.phase() >= Phase::Triggered);
         assert!(child_token.is_cancelled(), "the child token");
         within(child.triggered()).await;
         // run_until_cancelled (after)
@@ -240,7 +240,7 @@ fn tokio_util_rows_behave_alike() {
         tracker.close();
         shutdown.trigger();
         assert!(tracker.is_closed() && !tracker.is_empty());
-        assert_eq!(shutdown.phase(), Phase::Draining);
+        assert_eq!(shutdown.phase(), Phase::Triggered);
         release.send(true).unwrap();
         let mut peer_wait = Box::pin(tracker.wait());
         let mut ours_drained = Box::pin(shutdown.drained());
@@ -334,7 +334,7 @@ fn swansong_rows_behave_alike() {
         within(peer_shutting_down).await;
         within(our_triggered).await;
         assert_eq!(swansong.state(), ShutdownState::ShuttingDown);
-        assert_eq!(shutdown.phase(), Phase::Draining);
+        assert_eq!(shutdown.phase(), Phase::Triggered);
         assert_eq!(within(peer_loop).await, None);
         assert_eq!(within(our_loop).await, None);
         assert_eq!(within(our_orphan).await, None);
@@ -355,7 +355,7 @@ fn swansong_rows_behave_alike() {
         within(peer_done).await;
         within(our_drained).await;
         assert!(swansong.state().is_complete());
-        assert_eq!(shutdown.phase(), Phase::Done);
+        assert_eq!(shutdown.phase(), Phase::Drained);
         // After completion: swansong still hands out a guard; wind-down refuses
         // one (the guide's difference 1).
         assert!(shutdown.guard().is_err());

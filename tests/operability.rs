@@ -32,7 +32,7 @@ fn phases_move_forward_through_announce_trigger_force_done() {
     assert_eq!(shutdown.phase(), Phase::Announced);
     assert!(!shutdown.is_ready());
     assert!(
-        shutdown.phase() < Phase::Draining,
+        shutdown.phase() < Phase::Triggered,
         "announce does not trigger"
     );
     // Work is still admitted while announced.
@@ -40,11 +40,11 @@ fn phases_move_forward_through_announce_trigger_force_done() {
     drop(more);
 
     shutdown.trigger();
-    assert_eq!(shutdown.phase(), Phase::Draining);
+    assert_eq!(shutdown.phase(), Phase::Triggered);
     assert_eq!(shutdown.force().remaining(), 1, "the guard was running");
     assert_eq!(shutdown.phase(), Phase::Forced);
     drop(guard);
-    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.phase(), Phase::Drained);
     assert!(!shutdown.is_ready());
 }
 
@@ -58,7 +58,7 @@ fn trigger_alone_flips_readiness_and_resolves_announced() {
     assert!(block_on(future::poll_once(&mut announced)).is_some());
     assert_eq!(
         shutdown.phase(),
-        Phase::Done,
+        Phase::Drained,
         "no watchers: drained at once"
     );
 }
@@ -87,7 +87,7 @@ fn forced_report_names_labelled_watchers_still_running() {
     drop(finished);
     std::thread::sleep(Duration::from_millis(5));
     shutdown.trigger();
-    assert_eq!(shutdown.phase(), Phase::Draining, "not forced yet");
+    assert_eq!(shutdown.phase(), Phase::Triggered, "not forced yet");
 
     let outcome = block_on(shutdown.drain_until(future::ready(())));
     assert_eq!(outcome.remaining(), 4);

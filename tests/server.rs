@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use app::AppFuture;
 
-use wind_down::hyper::{HyperRuntime, IntoHyperIo};
+use wind_down::hyper::{Http, HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Phase, ServeError, Server, Shutdown, Signal, SignalSource};
 
 const HANG: Duration = Duration::from_secs(60);
@@ -70,7 +70,7 @@ struct Options {
     /// panicking (`true`).
     failing_signals: Option<(smol::channel::Receiver<()>, bool)>,
     /// Held by every request while it runs, if set; with where to store its count
-    /// at the moment `serve_http` returns (taken inside the runtime).
+    /// at the moment `serve` returns (taken inside the runtime).
     held: Option<(Arc<()>, Arc<AtomicUsize>)>,
     /// Each connection error the server reports (its peer and message), if set.
     errors: Option<Reported>,
@@ -83,9 +83,9 @@ struct Options {
     /// `Server::go_away_during_delay`.
     go_away: bool,
     /// Where to store the app's count of running WebSocket sessions at the moment
-    /// `serve_http` returns, if set.
+    /// `serve` returns, if set.
     sessions_at_return: Option<Arc<AtomicUsize>>,
-    /// Serve over TLS with these settings (`serve_https`), if set.
+    /// Serve over TLS with these settings (`Http::tls`), if set.
     tls: TlsConfig,
 }
 
@@ -181,16 +181,9 @@ where
         None => Server::new(runtime.clone(), listener),
         Some(parent) => Server::with_shutdown(runtime.clone(), listener, parent.child()),
     }
-    .grace_period(opts.deadline)
-    .go_away_during_delay(opts.go_away);
+    .grace_period(opts.deadline);
     if let Some(delay) = opts.drain_delay {
         server = server.drain_delay(delay);
-    }
-    if let Some(health) = health {
-        server = server.health(Faulty {
-            inner: health,
-            faults: Faults::default(),
-        });
     }
     if let Some(limit) = opts.limit {
         server = server.max_connections(limit);
@@ -210,14 +203,21 @@ where
             shutdown.run_until_triggered(ticker).await;
         });
     }
+    started
+        .send((server.local_addr().unwrap(), server.shutdown()))
+        .unwrap();
+    let mut server = Http::new(server).go_away_during_delay(opts.go_away);
+    if let Some(health) = health {
+        server = server.health(Faulty {
+            inner: health,
+            faults: Faults::default(),
+        });
+    }
     if let Some(errors) = opts.errors {
         server = server.on_connection_error(move |peer, error| {
             errors.lock().unwrap().push((*peer, error.to_string()));
         });
     }
-    started
-        .send((server.local_addr().unwrap(), server.shutdown()))
-        .unwrap();
     let app = app::App::new(runtime);
     let sessions = app.sessions();
     let result = match opts.held {
@@ -244,9 +244,9 @@ where
     result
 }
 
-/// Serves `service` with `serve_https` if `tls` is set, else with `serve_http`.
+/// Serves `service` over TLS if `tls` is set, else over plain TCP.
 async fn serve_app<R, L, S>(
-    server: Server<R, L>,
+    server: Http<R, L>,
     service: S,
     tls: TlsConfig,
 ) -> Result<Outcome, ServeError>
@@ -265,11 +265,11 @@ where
 {
     #[cfg(feature = "tls")]
     if let Some(tls) = tls {
-        return server.serve_https(tls, service).await;
+        return server.tls(tls).serve(service).await;
     }
     #[cfg(not(feature = "tls"))]
     let NoTls = tls;
-    server.serve_http(service).await
+    server.serve(service).await
 }
 
 /// A runtime to run the server on, in a thread of its own.
@@ -524,7 +524,7 @@ fn fatal_listener_error_ends_serve_with_the_error<H: Harness>() {
         .unwrap_err();
     assert_eq!(err.error.raw_os_error(), Some(9));
     assert_eq!(err.outcome, Outcome::Drained);
-    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.phase(), Phase::Drained);
     assert_eq!(faults.attempts.load(Ordering::SeqCst), 1);
 }
 
@@ -666,7 +666,7 @@ fn signal_source_failure<H: Harness>(panic: bool) {
     };
     assert_eq!(err.error.to_string(), expected);
     assert_eq!(err.outcome, Outcome::Drained);
-    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.phase(), Phase::Drained);
     // The idle keep-alive connection was closed by the drain.
     assert!(!answered_within(&mut c, HANG));
     // `?` in a function returning io::Result keeps the whole error inside.
@@ -682,7 +682,7 @@ fn signal_source_panic_drains_and_is_returned<H: Harness>() {
     signal_source_failure::<H>(true);
 }
 
-/// A forced drain: when `serve_http` returns, no connection task holds the
+/// A forced drain: when `serve` returns, no connection task holds the
 /// service's state any more, so the application may close what it shares with
 /// them (a database pool) right away.
 fn serve_returns_only_when_every_connection_let_go<H: Harness>() {
@@ -783,7 +783,7 @@ fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
     app.trigger();
     assert_eq!(
         shutdown.phase(),
-        Phase::Draining,
+        Phase::Triggered,
         "the server's scope followed"
     );
     // The in-flight request completes, with `connection: close`, then the close.
@@ -796,7 +796,7 @@ fn server_in_a_child_scope_stops_with_its_parent<H: Harness>() {
     );
     let outcome = done.recv_timeout(HANG).expect("serve did not return");
     assert_eq!(outcome.unwrap(), Outcome::Drained);
-    assert_eq!(app.phase(), Phase::Done);
+    assert_eq!(app.phase(), Phase::Drained);
 }
 
 /// `Signals::new` outside a tokio runtime is an error, not a panic.
@@ -945,7 +945,7 @@ fn health_listener_answers_through_the_drain_and_closes_after<H: Harness>() {
     );
     assert_eq!(
         shutdown.phase(),
-        Phase::Draining,
+        Phase::Triggered,
         "the slow request is in flight"
     );
     assert_eq!(
@@ -1011,7 +1011,7 @@ fn every_probe_of_a_flood_gets_a_status_through_the_drain<H: Harness>() {
                         }
                         // Lost as the drain ended, when the listener closes: the
                         // process is on its way out; not counted.
-                        None if shutdown.phase() == Phase::Done => {}
+                        None if shutdown.phase() == Phase::Drained => {}
                         None => counts[usize::from(draining)][1] += 1,
                     }
                 }
@@ -1288,7 +1288,7 @@ fn without_go_away_connections_stay_during_the_drain_delay<H: Harness>() {
 
 /// Like the HTTP/1 case, with five HTTP/2 streams on one connection: hyper runs
 /// each stream as a task of its own, and those too have let go of the service's
-/// state when a forced `serve_http` returns.
+/// state when a forced `serve` returns.
 fn serve_returns_only_when_every_http2_stream_let_go<H: Harness>() {
     let held = Arc::new(());
     let count_at_return = Arc::new(AtomicUsize::new(0));
@@ -1449,7 +1449,7 @@ async fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
 /// Ten WebSocket sessions, tracked as part of their connections: at the trigger
 /// each receives Close 1001 ("going away"), the close handshake completes, and
 /// the drain waits for the sessions instead of the one-hour deadline; when
-/// `serve_http` returns, no session is running any more.
+/// `serve` returns, no session is running any more.
 fn websocket_sessions_say_goodbye_and_the_drain_waits_for_them<H: Harness>() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
@@ -1499,7 +1499,7 @@ fn websocket_sessions_say_goodbye_and_the_drain_waits_for_them<H: Harness>() {
 }
 
 /// A WebSocket session deaf to the trigger is forced at the deadline, named
-/// (`websocket`) in the report, and gone by the time `serve_http` returns.
+/// (`websocket`) in the report, and gone by the time `serve` returns.
 fn a_deaf_websocket_session_is_forced_and_named<H: Harness>() {
     let sessions_at_return = Arc::new(AtomicUsize::new(usize::MAX));
     let (addr, shutdown, done) = H::start(Options {

@@ -85,7 +85,7 @@ impl Local {
     }
 }
 
-/// Whether `s` was forced. `Phase::Done` does not tell (a forced coordinator that
+/// Whether `s` was forced. `Phase::Drained` does not tell (a forced coordinator that
 /// drained is done too), but a forced one refuses every new watcher as `Forced`:
 /// the probe guard, if admitted, is dropped at once.
 fn is_forced(s: &Shutdown) -> bool {
@@ -99,14 +99,14 @@ fn is_forced(s: &Shutdown) -> bool {
 }
 
 fn is_triggered(s: &Shutdown) -> bool {
-    s.phase() >= Phase::Draining
+    s.phase() >= Phase::Triggered
 }
 
 fn check_refusal(s: &Shutdown, e: Refused) {
     match e {
         Refused::Drained => assert_eq!(
             s.phase(),
-            Phase::Done,
+            Phase::Drained,
             "refused as drained while not drained"
         ),
         Refused::Forced => assert!(is_forced(s), "refused as forced while not forced"),
@@ -216,7 +216,7 @@ fn worker(shared: &Shared, seed: u64, iterations: usize, plan: Plan) {
                         if drained {
                             shared.drained_seen[usize::from(s != 0)].fetch_add(1, SeqCst);
                             assert_eq!(sd.report().remaining, 0, "drained with watchers");
-                            assert_eq!(sd.phase(), Phase::Done);
+                            assert_eq!(sd.phase(), Phase::Drained);
                             assert!(!local.holds_on(s), "drained while this thread holds it");
                             if s == 0 {
                                 assert!(
@@ -372,7 +372,7 @@ fn threads_doing_random_operations() {
         None => assert_eq!(wins, 1, "exactly one trigger() returned true"),
         Some(_) => assert!(wins <= 1, "{wins} trigger() calls returned true"),
     }
-    assert_eq!(root.phase(), Phase::Done);
+    assert_eq!(root.phase(), Phase::Drained);
     assert_eq!(root.report().remaining, 0);
     assert_eq!(poll_now(&mut root.drained()), Some(()));
     let forced = force_at.is_some();
@@ -383,7 +383,7 @@ fn threads_doing_random_operations() {
     };
     assert_eq!(root.guard().err(), Some(refusal));
     for (i, child) in shared.children.lock().unwrap().iter().enumerate() {
-        assert_eq!(child.phase(), Phase::Done, "child {i}");
+        assert_eq!(child.phase(), Phase::Drained, "child {i}");
         assert_eq!(child.report().remaining, 0, "child {i}");
         // Only the root's force forces children here.
         assert_eq!(child.guard().err(), Some(refusal), "child {i}");
@@ -497,11 +497,11 @@ impl MPhases {
 
     fn phase(&self, count: usize) -> Phase {
         if self.drained(count) {
-            Phase::Done
+            Phase::Drained
         } else if self.forced.is_some() {
             Phase::Forced
         } else if self.triggered {
-            Phase::Draining
+            Phase::Triggered
         } else if self.announced {
             Phase::Announced
         } else {
@@ -898,11 +898,11 @@ proptest! {
         for c in &mut r.children {
             c.guards.clear();
         }
-        prop_assert_eq!(r.root.phase(), Phase::Done);
+        prop_assert_eq!(r.root.phase(), Phase::Drained);
         prop_assert_eq!(r.root.report().remaining, 0);
         for (i, c) in r.children.iter_mut().enumerate() {
             if let Some(h) = &c.handle {
-                prop_assert_eq!(h.phase(), Phase::Done, "child {}", i);
+                prop_assert_eq!(h.phase(), Phase::Drained, "child {}", i);
             }
             if let Some((triggered, drained)) = &mut c.waits {
                 prop_assert_eq!(poll_now(triggered), Some(()), "child {}", i);

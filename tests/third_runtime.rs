@@ -131,7 +131,7 @@ fn graceful_close_is_asked_once_and_the_drain_completes() {
     assert_eq!(conn.recv_timeout(HANG), Ok(Ok(CLOSING_POLLS)));
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
     assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
-    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.phase(), Phase::Drained);
     assert_eq!(shutdown.report().remaining, 0);
     // Refused as drained, not as forced: it was never forced.
     assert_eq!(shutdown.guard().map(drop), Err(Refused::Drained));
@@ -201,7 +201,7 @@ fn a_connection_that_never_finishes_is_forced_at_the_deadline() {
     assert_eq!(probe.graceful_calls.load(Ordering::SeqCst), 1);
     assert_eq!(probe.drops.load(Ordering::SeqCst), 1);
     // Drained after the force: done, and refused as forced.
-    assert_eq!(shutdown.phase(), Phase::Done);
+    assert_eq!(shutdown.phase(), Phase::Drained);
     assert_eq!(shutdown.guard().map(drop), Err(Refused::Forced));
 }
 

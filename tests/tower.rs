@@ -1,4 +1,4 @@
-//! An axum `Router` served through `Server::serve_tower`, with axum's
+//! An axum `Router` served through `Http::serve` as a make-service, with axum's
 //! `ConnectInfo`, over real TCP on 127.0.0.1, and drained. Timeouts only catch
 //! hangs.
 
@@ -59,7 +59,8 @@ fn axum_router_with_connect_info_is_served_and_drained() {
         let addr = server.local_addr().unwrap();
         let shutdown = server.shutdown();
         let serving = tokio::spawn(
-            server.serve_tower(router.into_make_service_with_connect_info::<SocketAddr>()),
+            wind_down::hyper::Http::new(server)
+                .serve(router.into_make_service_with_connect_info::<SocketAddr>()),
         );
 
         // The handler sees the peer address of the client's own socket.
@@ -84,7 +85,7 @@ fn axum_router_with_connect_info_is_served_and_drained() {
         assert!(response.ends_with("slow"), "{response}");
         let outcome = tokio::time::timeout(HANG, serving)
             .await
-            .expect("serve_tower did not return")
+            .expect("serve did not return")
             .unwrap()
             .unwrap();
         assert!(outcome.is_drained(), "{outcome}");
@@ -93,7 +94,7 @@ fn axum_router_with_connect_info_is_served_and_drained() {
     });
 }
 
-/// The same router over TLS (`serve_tower_https`): the handler still sees the
+/// The same router over TLS (`Http::tls`): the handler still sees the
 /// client's address through `ConnectInfo`, and the server drains.
 #[cfg(feature = "tls")]
 #[test]
@@ -114,7 +115,7 @@ fn axum_router_over_tls_with_connect_info() {
         let (addr, shutdown) = (server.local_addr().unwrap(), server.shutdown());
         let (tls, cert) = tls_peers::server_config();
         let make = router.into_make_service_with_connect_info::<SocketAddr>();
-        let serving = tokio::spawn(server.serve_tower_https(tls, make));
+        let serving = tokio::spawn(wind_down::hyper::Http::new(server).tls(tls).serve(make));
 
         let io = tls_peers::tls_connect(addr, &cert, b"http/1.1").await;
         let me = io.inner().get_ref().0.local_addr().unwrap();
@@ -131,7 +132,7 @@ fn axum_router_over_tls_with_connect_info() {
         shutdown.trigger();
         let outcome = tokio::time::timeout(HANG, serving)
             .await
-            .expect("serve_tower_https did not return")
+            .expect("serve over TLS did not return")
             .unwrap()
             .unwrap();
         assert!(outcome.is_drained(), "{outcome}");

@@ -125,7 +125,7 @@ fn connection_error_event(request: &[u8]) -> (Level, String) {
                 Ok(hyper::Response::new(String::from("hello")))
             }
         });
-        let serving = tokio::spawn(server.serve_http(service));
+        let serving = tokio::spawn(wind_down::hyper::Http::new(server).serve(service));
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let peer = client.local_addr().unwrap();
         client.write_all(request).await.unwrap();

@@ -70,7 +70,7 @@ async fn child_serve(kind: Kind) -> i32 {
                 .signals(signals)
                 .grace_period(Duration::from_secs(10));
             announce(server.local_addr().expect("local addr"));
-            match server.serve_http(Hello).await {
+            match wind_down::hyper::Http::new(server).serve(Hello).await {
                 Ok(outcome) => i32::from(!outcome.is_drained()),
                 Err(e) => i32::from(!e.outcome.is_drained()),
             }
@@ -242,19 +242,19 @@ pub fn drain(cfg: &Config, report: &mut Report) {
             Kind::WindDown,
             0,
             recent,
-            "wind-down serve_http + Signals, 0 conns".to_string(),
+            "wind-down Http::serve + Signals, 0 conns".to_string(),
         ),
         (
             Kind::WindDown,
             conns,
             recent,
-            format!("wind-down serve_http + Signals, {conns} conns idle 50 ms"),
+            format!("wind-down Http::serve + Signals, {conns} conns idle 50 ms"),
         ),
         (
             Kind::WindDown,
             conns,
             long,
-            format!("wind-down serve_http + Signals, {conns} conns idle 300 ms"),
+            format!("wind-down Http::serve + Signals, {conns} conns idle 300 ms"),
         ),
         (
             Kind::HyperUtil,

@@ -1,6 +1,6 @@
 //! Measurement 5: serving cost. The same hello-world hyper service on 127.0.0.1,
 //! served (a) by a plain accept loop with hyper-util's auto builder and no watching,
-//! (b) by wind-down's `Server::serve_http`, (c) by the plain loop with hyper-util's
+//! (b) by wind-down's `Http::serve`, (c) by the plain loop with hyper-util's
 //! `GracefulShutdown` watching each connection. One in-process client sends a fixed
 //! number of requests over a fixed set of keep-alive connections to each in turn.
 
@@ -86,7 +86,7 @@ const KINDS: [(Kind, &str); 3] = [
         Kind::Plain,
         "baseline: plain accept loop + auto builder, unwatched",
     ),
-    (Kind::WindDown, "wind-down Server::serve_http"),
+    (Kind::WindDown, "wind-down Http::serve"),
     (
         Kind::HyperUtil,
         "plain accept loop + hyper-util GracefulShutdown::watch",
@@ -121,7 +121,10 @@ async fn start(kind: Kind) -> Running {
             Running {
                 addr,
                 task: tokio::spawn(async move {
-                    let outcome = server.serve_http(Hello).await.expect("serve_http");
+                    let outcome = wind_down::hyper::Http::new(server)
+                        .serve(Hello)
+                        .await
+                        .expect("serve");
                     assert_eq!(outcome, wind_down::Outcome::Drained);
                 }),
                 stop,

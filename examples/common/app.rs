@@ -37,7 +37,7 @@ use http_body::{Body, Frame};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
-use wind_down::hyper::{EndAtTrigger, HyperRuntime, IntoHyperIo};
+use wind_down::hyper::{EndAtTrigger, Http, HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Server, Shutdown, SignalSource};
 
 /// The response body: a whole message, a stream that never ends, or one that
@@ -251,14 +251,14 @@ where
         .signals(signals);
     // Tells systemd about readiness and the drain, if it started us.
     #[cfg(feature = "systemd")]
-    let server = server.notify_systemd();
+    let server = server.observe(wind_down::systemd::Notify);
     let shutdown = server.shutdown();
     println!(
         "listening on {}",
         server.local_addr().expect("local address")
     );
     let app = App::new(runtime).with_shutdown(shutdown.clone());
-    let outcome = match server.serve_http(app).await {
+    let outcome = match Http::new(server).serve(app).await {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("server failed: {e}");

@@ -32,7 +32,7 @@ fn g3_waiting_vs_trigger() {
         let s2 = s.clone();
         let t = thread::spawn(move || assert!(s2.trigger()));
         block_on(s.triggered());
-        assert!(s.phase() >= Phase::Draining);
+        assert!(s.phase() >= Phase::Triggered);
         t.join().unwrap();
     });
 }
@@ -64,7 +64,7 @@ fn g3_last_guard_drop_vs_trigger_vs_drained_waiter() {
             s1.trigger();
         });
         block_on(s.drained());
-        assert_eq!(s.phase(), Phase::Done);
+        assert_eq!(s.phase(), Phase::Drained);
         assert_eq!(s.report().remaining, 0);
         dropper.join().unwrap();
         trigger.join().unwrap();
@@ -161,7 +161,7 @@ fn g9_child_creation_vs_parent_trigger() {
                 let child = parent.child();
                 let guard = child.guard();
                 block_on(child.triggered());
-                assert!(child.phase() >= Phase::Draining);
+                assert!(child.phase() >= Phase::Triggered);
                 let held = guard.is_ok();
                 if let Err(e) = &guard {
                     assert_eq!(*e, Refused::Drained);
@@ -187,7 +187,7 @@ fn g9_child_creation_vs_parent_trigger() {
                 "parent drained while its child still held a guard"
             );
         }
-        assert_eq!(parent.phase(), Phase::Done);
+        assert_eq!(parent.phase(), Phase::Drained);
         assert_eq!(parent.report().remaining, 0);
     });
 }
@@ -249,7 +249,7 @@ fn g6_force_vs_last_guard_drop() {
         let outcome = block_on(s.drain_until(std::future::ready(())));
         finisher.join().unwrap();
         assert!(outcome.remaining() <= 1, "{outcome:?}");
-        assert_eq!(s.phase(), Phase::Done);
+        assert_eq!(s.phase(), Phase::Drained);
     });
 }
 
@@ -273,7 +273,7 @@ fn g2_shard_arrival_vs_trigger() {
             assert!(released_at_drain, "drained while a sharded guard was alive");
         }
         assert_eq!(s.report().remaining, 0);
-        assert_eq!(s.phase(), Phase::Done);
+        assert_eq!(s.phase(), Phase::Drained);
     });
 }
 
@@ -442,8 +442,8 @@ fn g9_grandchild_drain_vs_root_trigger() {
         let dropper = thread::spawn(move || drop(guard));
         root.trigger();
         block_on(root.drained());
-        assert_eq!(grandchild.phase(), Phase::Done);
-        assert_eq!(child.phase(), Phase::Done);
+        assert_eq!(grandchild.phase(), Phase::Drained);
+        assert_eq!(child.phase(), Phase::Drained);
         dropper.join().unwrap();
     });
 }

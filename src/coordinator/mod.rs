@@ -59,7 +59,7 @@ use self::watch::{GracefulConnection, Tracked, Watched};
 ///     let guard = shutdown.guard().unwrap();
 ///     assert!(shutdown.trigger());                    // first trigger
 ///     assert!(!shutdown.trigger());                   // idempotent
-///     assert_eq!(shutdown.phase(), Phase::Draining);  // the guard is still alive
+///     assert_eq!(shutdown.phase(), Phase::Triggered);  // the guard is still alive
 ///     drop(guard);
 ///     shutdown.drained().await;                       // ready: triggered, no watchers
 /// });
@@ -168,7 +168,7 @@ impl Shutdown {
 
     /// Resolves once the coordinator is triggered (at once if it already is).
     pub fn triggered(&self) -> Wait {
-        Wait::new(self.core.clone(), Phase::Draining)
+        Wait::new(self.core.clone(), Phase::Triggered)
     }
 
     /// Resolves once the coordinator is forced (at once if it already is).
@@ -181,7 +181,7 @@ impl Shutdown {
     /// leaked guard keeps it pending. Use [`drain_until`](Shutdown::drain_until) to
     /// bound the wait.
     pub fn drained(&self) -> Wait {
-        Wait::new(self.core.clone(), Phase::Done)
+        Wait::new(self.core.clone(), Phase::Drained)
     }
 
     /// Takes a [`Guard`]: one unit of in-flight work that the drain waits for.

@@ -14,7 +14,7 @@ use super::state::{ANNOUNCED, FORCED, TRIGGERED, is_drained};
 /// let shutdown = Shutdown::new();
 /// assert_eq!(shutdown.phase(), Phase::Running);
 /// shutdown.trigger();
-/// assert!(shutdown.phase() >= Phase::Draining); // triggered
+/// assert!(shutdown.phase() >= Phase::Triggered);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -25,22 +25,24 @@ pub enum Phase {
     /// ready" while work is still taken in, so that load balancers can deregister
     /// the instance (the server's drain delay).
     Announced,
-    /// Triggered: new work is refused once drained, in-flight work is finishing.
-    Draining,
-    /// The drain was forced before every watcher finished.
+    /// [Triggered](crate::Shutdown::trigger): the drain runs; in-flight work is
+    /// finishing, and new work is refused once drained.
+    Triggered,
+    /// [Forced](crate::Shutdown::force) before every watcher finished.
     Forced,
-    /// Drained: triggered, and no watcher is left (forced or not).
-    Done,
+    /// [Drained](crate::Shutdown::drained): triggered, and no watcher is left
+    /// (forced or not).
+    Drained,
 }
 
 impl Phase {
     pub(crate) fn of(word: u64) -> Phase {
         if is_drained(word) {
-            Phase::Done
+            Phase::Drained
         } else if word & FORCED != 0 {
             Phase::Forced
         } else if word & TRIGGERED != 0 {
-            Phase::Draining
+            Phase::Triggered
         } else if word & ANNOUNCED != 0 {
             Phase::Announced
         } else {
@@ -54,9 +56,9 @@ impl Phase {
         match self {
             Phase::Running => true,
             Phase::Announced => word & ANNOUNCED != 0,
-            Phase::Draining => word & TRIGGERED != 0,
+            Phase::Triggered => word & TRIGGERED != 0,
             Phase::Forced => word & FORCED != 0,
-            Phase::Done => is_drained(word),
+            Phase::Drained => is_drained(word),
         }
     }
 
@@ -64,9 +66,9 @@ impl Phase {
     pub(crate) fn event_index(self) -> usize {
         match self {
             Phase::Running | Phase::Announced => 0,
-            Phase::Draining => 1,
+            Phase::Triggered => 1,
             Phase::Forced => 2,
-            Phase::Done => 3,
+            Phase::Drained => 3,
         }
     }
 }
@@ -76,9 +78,9 @@ impl fmt::Display for Phase {
         f.write_str(match self {
             Phase::Running => "running",
             Phase::Announced => "announced",
-            Phase::Draining => "draining",
+            Phase::Triggered => "triggered",
             Phase::Forced => "forced",
-            Phase::Done => "done",
+            Phase::Drained => "drained",
         })
     }
 }

@@ -93,11 +93,11 @@ impl<C: PhaseEvents> Wakes<C> {
         let mut panic = None;
         for (core, reached) in self.first.iter().chain(&self.more) {
             match *reached {
-                Reached::Drained => notify_all(core.event(Phase::Done), &mut panic),
+                Reached::Drained => notify_all(core.event(Phase::Drained), &mut panic),
                 Reached::Bits(bits) => {
                     for (bit, phase) in [
                         (ANNOUNCED, Phase::Announced),
-                        (TRIGGERED, Phase::Draining),
+                        (TRIGGERED, Phase::Triggered),
                         (FORCED, Phase::Forced),
                     ] {
                         if bits & bit != 0 {

@@ -184,7 +184,7 @@ impl<C: GracefulConnection> Future for Watched<C> {
                     let next = if *this.asked_graceful {
                         Phase::Forced
                     } else {
-                        Phase::Draining
+                        Phase::Triggered
                     };
                     *this.listener = Some(Listening::new(core.event(next)));
                 }

@@ -1,115 +1,370 @@
-//! [`Connection`]: the connection a request came on, found in the request's
-//! extensions, for work that outlives the response (an upgraded WebSocket
-//! session, a job the request started).
+//! [`HttpConnection`]: one connection of the HTTP layer, from its accept to its
+//! end, as one future with explicit states:
+//!
+//! ```text
+//! Handshake ─▶ Making ─▶ [Detecting] ─▶ Http1 | Http2 ─▶ Ended
+//! ```
+//!
+//! - `Handshake`: the transport's (TLS, bounded by its timeout; plain TCP is
+//!   ready at once);
+//! - `Making`: the connection's service is made (a tower make-service; other
+//!   services are ready at once);
+//! - `Detecting`: with both protocols and no ALPN choice, its first bytes tell
+//!   HTTP/1 from HTTP/2 (`protocols.rs`);
+//! - `Http1`, `Http2`: hyper serves it;
+//! - `Ended`: its error, if any, was reported.
+//!
+//! Beside the state, [`Closing`] says whether it was asked to close, and why; the
+//! rules are the invariants of `go_away.rs`.
 
 use std::fmt;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use hyper::rt::{Read, Write};
+use pin_project_lite::pin_project;
+
+use super::go_away::{Activity, CLOSE_GRACE, GoAwayService, NoRequest};
+use super::protocols::{Detect, Http1Connection, Http2Connection, Protocol, Protocols, Rewind};
+use super::report::{ErrorHook, report};
+use super::runtime::{BoxError, HyperRuntime};
+use super::service::ConnectionService;
 use crate::coordinator::Shutdown;
-use crate::coordinator::watch::{Tracked, Watched};
-use crate::server::task::{TaskScope, WeakTaskScope};
+use crate::coordinator::wait::Wait;
+use crate::coordinator::watch::GracefulConnection;
+use crate::server::runtime::Runtime;
 
-/// The connection a request came on, in the extensions of every request served by
-/// [`Server::serve_http`](crate::Server::serve_http) or
-/// [`Server::serve_tower`](crate::Server::serve_tower)
-/// (`request.extensions().get::<Connection>()`; axum's `Extension<Connection>`).
-///
-/// Work that goes on after the response, like an upgraded WebSocket session, is
-/// [tracked](Connection::track) as part of the connection: the drain waits for
-/// it, a forced drain drops it, and `serve` returns only after it ended. Tell it
-/// about the shutdown with the server's [`Shutdown`], which the request carries
-/// too: `shutdown.triggered()` resolves when it should say goodbye (for a
-/// WebSocket, a Close frame with code 1001, "going away").
-///
-/// ```no_run
-/// # #[cfg(feature = "tokio")]
-/// # async fn run() -> std::io::Result<()> {
-/// use std::convert::Infallible;
-/// use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
-/// use wind_down::{Server, Shutdown, hyper::Connection, tokio::{Signals, Tokio}};
-///
-/// let service = service_fn(|mut request: Request<Incoming>| async move {
-///     let connection = request.extensions().get::<Connection>().unwrap().clone();
-///     let shutdown = request.extensions().get::<Shutdown>().unwrap().clone();
-///     let upgrade = hyper::upgrade::on(&mut request);
-///     let session = connection.track(async move {
-///         let Ok(_upgraded) = upgrade.await else { return };
-///         // The session: until `shutdown.triggered()`, then a goodbye.
-///         shutdown.triggered().await;
-///     });
-///     tokio::spawn(session.with_label("session"));
-///     let mut response = Response::new(String::new());
-///     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-///     Ok::<_, Infallible>(response) // plus the protocol's upgrade headers
-/// });
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-/// Server::new(Tokio::current(), listener)
-///     .signals(Signals::new()?)
-///     .serve_http(service)
-///     .await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Connection {
-    /// `None` if the request was not read by a server's connection task. Weak: a
-    /// `Connection` kept somewhere (an extractor stored in state, a task that
-    /// owns the request) does not keep the server waiting; tracked work does.
-    scope: Option<WeakTaskScope>,
-    shutdown: Shutdown,
+/// What every connection of one HTTP layer shares.
+pub(crate) struct Shared<R, A> {
+    pub(crate) runtime: R,
+    pub(crate) protocols: Protocols<R>,
+    pub(crate) shutdown: Shutdown,
+    /// Whether connections go away at the announcement.
+    pub(crate) go_away: bool,
+    pub(crate) pre_request_grace: Duration,
+    pub(crate) on_error: Option<ErrorHook<A>>,
 }
 
-impl Connection {
-    /// The connection whose task is being polled now, of the server whose
-    /// coordinator is `shutdown`.
-    pub(crate) fn current(shutdown: &Shutdown) -> Self {
-        Connection {
-            scope: TaskScope::current().map(|scope| scope.downgrade()),
-            shutdown: shutdown.clone(),
+type Sleep<R> = Pin<Box<<R as Runtime>::Sleep>>;
+
+pin_project! {
+    /// Where a connection is, from its accept to its end.
+    #[project = StateProj]
+    enum State<R, H, Mk, I, S>
+    where
+        S: ConnectionService,
+    {
+        Handshake {
+            #[pin]
+            handshake: H,
+            making: Option<Mk>,
+        },
+        Making {
+            #[pin]
+            making: Mk,
+            io: Option<(I, Option<Protocol>)>,
+        },
+        Detecting {
+            #[pin]
+            read: Detect<I>,
+            service: Option<GoAwayService<S>>,
+        },
+        Http1 {
+            #[pin]
+            conn: Http1Connection<I, GoAwayService<S>>,
+        },
+        Http2 {
+            #[pin]
+            conn: Http2Connection<R, I, GoAwayService<S>>,
+        },
+        Ended,
+    }
+}
+
+/// Whether a connection was asked to close, and why.
+enum Closing<R: Runtime> {
+    /// Not asked. `announced` waits for the announcement when going away.
+    Open { announced: Option<Wait> },
+    /// Asked at the announcement (HTTP/2's GOAWAY); the trigger has not come.
+    WentAway,
+    /// The trigger came; its ask is held back until a request starts beyond
+    /// `requests`, or `grace` ends.
+    HeldBack { grace: Sleep<R>, requests: u64 },
+    /// The trigger came, and the connection was asked.
+    Asked,
+}
+
+pin_project! {
+    /// One connection of the HTTP layer; see the module.
+    pub(crate) struct HttpConnection<R, A, H, Mk, I, S>
+    where
+        R: Runtime,
+        S: ConnectionService,
+    {
+        #[pin]
+        state: State<R, H, Mk, I, S>,
+        closing: Closing<R>,
+        // The trigger came before the first request: closed when this ends.
+        no_request_by: Option<Sleep<R>>,
+        activity: Arc<Activity>,
+        shared: Arc<Shared<R, A>>,
+        peer: A,
+    }
+}
+
+impl<R, A, H, Mk, I, S> HttpConnection<R, A, H, Mk, I, S>
+where
+    R: HyperRuntime,
+    S: ConnectionService,
+{
+    /// The connection from `peer`: `handshake`, then `making` its service.
+    pub(crate) fn new(shared: Arc<Shared<R, A>>, peer: A, handshake: H, making: Mk) -> Self {
+        let activity = Activity::new(shared.shutdown.clone(), shared.go_away);
+        let announced = shared.go_away.then(|| shared.shutdown.announced());
+        HttpConnection {
+            state: State::Handshake {
+                handshake,
+                making: Some(making),
+            },
+            closing: Closing::Open { announced },
+            no_request_by: None,
+            activity,
+            shared,
+            peer,
+        }
+    }
+}
+
+impl<R, A, H, Mk, I, S> HttpConnection<R, A, H, Mk, I, S>
+where
+    R: HyperRuntime,
+    A: fmt::Debug,
+    H: Future<Output = io::Result<(I, Option<Vec<u8>>)>>,
+    I: Read + Write + Unpin + Send + 'static,
+    Mk: Future<Output = Result<S, BoxError>>,
+    S: ConnectionService,
+{
+    /// Drives the state to hyper's connection, and that to its end.
+    fn poll_state(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Bounded: each round moves the state forward, at most four times.
+        loop {
+            let this = self.as_mut().project();
+            let next = match this.state.project() {
+                StateProj::Handshake { handshake, making } => {
+                    let (io, alpn) = std::task::ready!(handshake.poll(cx))?;
+                    let making = making.take().expect("made once");
+                    let protocol = Protocol::known(alpn.as_deref());
+                    State::Making {
+                        making,
+                        io: Some((io, protocol)),
+                    }
+                }
+                StateProj::Making { making, io } => {
+                    let service = std::task::ready!(making.poll(cx))?;
+                    let service = GoAwayService::new(service, this.activity.clone());
+                    let (io, protocol) = io.take().expect("made once");
+                    match protocol {
+                        Some(protocol) => serve(this.shared, protocol, Rewind::new(io), service),
+                        #[cfg(all(feature = "http1", feature = "http2"))]
+                        None => State::Detecting {
+                            read: Detect::new(io),
+                            service: Some(service),
+                        },
+                        #[cfg(not(all(feature = "http1", feature = "http2")))]
+                        None => unreachable!("one protocol is always known"),
+                    }
+                }
+                StateProj::Detecting { read, service } => {
+                    let (protocol, io) = std::task::ready!(read.poll(cx))?;
+                    let service = service.take().expect("detected once");
+                    serve(this.shared, protocol, io, service)
+                }
+                StateProj::Http1 { conn } => return conn.poll(cx).map_err(Into::into),
+                StateProj::Http2 { conn } => return conn.poll(cx).map_err(Into::into),
+                StateProj::Ended => return Poll::Ready(Ok(())),
+            };
+            self.as_mut().project().state.set(next);
+            // hyper's connection asked before it existed: asked once it does.
+            let this = self.as_mut().project();
+            if matches!(this.closing, Closing::Asked) {
+                ask(this.state);
+            }
         }
     }
 
-    /// Runs `work` as in-flight work of this connection; spawn the returned future
-    /// on the runtime. The drain waits for it; a forced drain drops it (and reports
-    /// it, by the label given with [`Watched::with_label`]); the server's `serve`
-    /// returns only once it ended. Resolves like [`Shutdown::track`].
-    pub fn track<F: Future>(
-        &self,
-        work: F,
-    ) -> Watched<Tracked<impl Future<Output = F::Output> + use<F>>> {
-        let scope = self.scope.as_ref().and_then(WeakTaskScope::upgrade);
-        self.shutdown.track(InScope {
-            work,
-            _scope: scope,
-        })
+    /// Whether hyper serves the connection yet.
+    fn serving(&self) -> bool {
+        matches!(self.state, State::Http1 { .. } | State::Http2 { .. })
+    }
+
+    fn http2(&self) -> bool {
+        matches!(self.state, State::Http2 { .. })
+    }
+
+    /// Ends the connection with `result`, reporting its error.
+    fn end(mut self: Pin<&mut Self>, result: Result<(), BoxError>) -> Poll<()> {
+        let this = self.as_mut().project();
+        let triggered = matches!(this.closing, Closing::HeldBack { .. } | Closing::Asked);
+        // Ended at shutdown before its first request: reported as such.
+        let result = if triggered && this.activity.requests() == 0 {
+            Err(Box::new(NoRequest) as BoxError)
+        } else {
+            result
+        };
+        if let Err(error) = result {
+            report(this.peer, &*error, this.shared.on_error.as_ref());
+        }
+        self.project().state.set(State::Ended);
+        Poll::Ready(())
     }
 }
 
-pin_project_lite::pin_project! {
-    /// Tracked work holding its connection's place: `work` is dropped first (fields
-    /// drop in order), so the place is given back after it, also when the work is
-    /// cut short or never polled.
-    struct InScope<F> {
-        #[pin]
-        work: F,
-        _scope: Option<TaskScope>,
+/// hyper's connection of `protocol` on `io`, serving `service`.
+fn serve<R, A, H, Mk, I, S>(
+    shared: &Shared<R, A>,
+    protocol: Protocol,
+    io: Rewind<I>,
+    service: GoAwayService<S>,
+) -> State<R, H, Mk, I, S>
+where
+    R: HyperRuntime,
+    I: Read + Write + Unpin + Send + 'static,
+    S: ConnectionService,
+{
+    match protocol {
+        #[cfg(feature = "http1")]
+        Protocol::Http1 => State::Http1 {
+            conn: shared
+                .protocols
+                .http1
+                .serve_connection(io, service)
+                .with_upgrades(),
+        },
+        #[cfg(feature = "http2")]
+        Protocol::Http2 => State::Http2 {
+            conn: shared.protocols.http2.serve_connection(io, service),
+        },
     }
 }
 
-impl<F: Future> Future for InScope<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        self.project().work.poll(cx)
+/// Asks hyper's connection, if there is one yet, to close gracefully.
+fn ask<R, H, Mk, I, S>(state: Pin<&mut State<R, H, Mk, I, S>>)
+where
+    R: HyperRuntime,
+    I: Read + Write + Unpin + Send + 'static,
+    S: ConnectionService,
+{
+    match state.project() {
+        StateProj::Http1 { conn } => conn.graceful_shutdown(),
+        StateProj::Http2 { conn } => conn.graceful_shutdown(),
+        _ => {}
     }
 }
 
-impl fmt::Debug for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("served", &self.scope.is_some())
-            .finish_non_exhaustive()
+impl<R, A, H, Mk, I, S> Future for HttpConnection<R, A, H, Mk, I, S>
+where
+    R: HyperRuntime,
+    A: fmt::Debug,
+    H: Future<Output = io::Result<(I, Option<Vec<u8>>)>>,
+    I: Read + Write + Unpin + Send + 'static,
+    Mk: Future<Output = Result<S, BoxError>>,
+    S: ConnectionService,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // At most two rounds: the second after asking hyper to close.
+        loop {
+            if let Poll::Ready(result) = self.as_mut().poll_state(cx) {
+                return self.end(result);
+            }
+            let serving = self.serving();
+            let http2 = self.http2();
+            let this = self.as_mut().project();
+            if let Some(no_request_by) = this.no_request_by.as_mut() {
+                if this.activity.requests() > 0 {
+                    *this.no_request_by = None;
+                } else if no_request_by.as_mut().poll(cx).is_ready() {
+                    // Dropped with this future: half-sent headers and the like,
+                    // which hyper's graceful close waits for.
+                    return self.end(Err(Box::new(NoRequest)));
+                }
+            }
+            match this.closing {
+                // Asked before serving HTTP: nothing to finish.
+                Closing::Asked if !serving => return self.end(Ok(())),
+                Closing::HeldBack { grace, requests } => {
+                    // A request started (during the poll above), or the grace is over.
+                    let started = this.activity.requests() > *requests;
+                    if !started && grace.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *this.closing = Closing::Asked;
+                    ask(this.state);
+                }
+                Closing::Open {
+                    announced: Some(announced),
+                } if http2 && this.activity.requests() > 0 => {
+                    if Pin::new(announced).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *this.closing = Closing::WentAway;
+                    ask(this.state);
+                }
+                _ => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<R, A, H, Mk, I, S> GracefulConnection for HttpConnection<R, A, H, Mk, I, S>
+where
+    R: HyperRuntime,
+    A: fmt::Debug,
+    H: Future<Output = io::Result<(I, Option<Vec<u8>>)>>,
+    I: Read + Write + Unpin + Send + 'static,
+    Mk: Future<Output = Result<S, BoxError>>,
+    S: ConnectionService,
+{
+    /// The trigger's ask: at once for HTTP/2 and for a connection idle for longer
+    /// than [`CLOSE_GRACE`], held back for another; and the pre-request grace for
+    /// a connection without a request yet (see `go_away.rs`; the next poll
+    /// follows at once).
+    fn graceful_shutdown(mut self: Pin<&mut Self>) {
+        let serving_or_detecting =
+            !matches!(self.state, State::Handshake { .. } | State::Making { .. });
+        let http2 = self.http2();
+        let this = self.as_mut().project();
+        let runtime = &this.shared.runtime;
+        let requests = this.activity.requests();
+        if requests == 0 && this.no_request_by.is_none() {
+            let grace = this.shared.pre_request_grace;
+            *this.no_request_by = Some(Box::pin(runtime.sleep(grace)));
+        }
+        match this.closing {
+            Closing::Open { .. } => {}
+            // GOAWAY was sent at the announcement: nothing more to ask.
+            Closing::WentAway => {
+                *this.closing = Closing::Asked;
+                return;
+            }
+            Closing::HeldBack { .. } | Closing::Asked => return,
+        }
+        let long_idle = serving_or_detecting
+            && this
+                .activity
+                .idle_for()
+                .is_some_and(|idle| idle >= CLOSE_GRACE);
+        if long_idle || http2 {
+            *this.closing = Closing::Asked;
+            ask(this.state);
+        } else {
+            let grace = Box::pin(runtime.sleep(CLOSE_GRACE));
+            *this.closing = Closing::HeldBack { grace, requests };
+        }
     }
 }

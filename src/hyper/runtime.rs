@@ -11,23 +11,14 @@ use crate::server::runtime::Runtime;
 /// A boxed error, as hyper's connections and services give them.
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// The HTTP/1 header read timeout [`Http::new`](super::Http::new) sets.
+/// The HTTP/1 header read timeout the HTTP layer sets.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What hyper needs from a runtime: an executor for HTTP/2 streams and a timer.
+/// What hyper needs from a runtime beyond [`Runtime`] (which spawns HTTP/2
+/// streams): a timer for its timeouts.
 pub trait HyperRuntime: Runtime {
-    /// The executor given to hyper's HTTP/2 connections (wrapped in a
-    /// [`StreamExec`](super::StreamExec)): it spawns boxed tasks.
-    #[cfg(feature = "http2")]
-    type Executor: hyper::rt::Executor<super::BoxTask> + Clone + Send + Sync + 'static;
-    /// The executor given to hyper (unused by HTTP/1 alone).
-    #[cfg(not(feature = "http2"))]
-    type Executor: Clone + Send + Sync + 'static;
     /// The timer given to hyper.
     type Timer: hyper::rt::Timer + Clone + Send + Sync + 'static;
-
-    /// An executor that spawns on this runtime.
-    fn hyper_executor(&self) -> Self::Executor;
 
     /// A timer that runs on this runtime.
     fn hyper_timer(&self) -> Self::Timer;

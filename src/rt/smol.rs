@@ -33,9 +33,6 @@ use std::time::Duration;
 use crate::server::runtime::{Listener, Runtime};
 use crate::signal::{Interest, Signal, SignalSource};
 
-#[cfg(any(feature = "http1", feature = "http2"))]
-pub use hyper_glue::HyperExecutor;
-
 /// Where [`Smol`] spawns.
 #[derive(Clone)]
 enum Exec {
@@ -208,53 +205,16 @@ impl SignalSource for Signals {
 
 #[cfg(any(feature = "http1", feature = "http2"))]
 mod hyper_glue {
-    use std::future::Future;
+    #[cfg(feature = "tls")]
     use std::sync::Arc;
 
-    use hyper::rt::Executor;
-    use smol_hyper::rt::{FuturesIo, SmolExecutor, SmolTimer};
+    use smol_hyper::rt::{FuturesIo, SmolTimer};
 
-    use super::{Exec, Smol};
+    use super::Smol;
     use crate::hyper::runtime::{HyperRuntime, IntoHyperIo};
 
-    /// hyper's executor for [`Smol`]: spawns HTTP/2 streams where the [`Smol`] it
-    /// came from spawns (smol-hyper's `SmolExecutor` for an executor you run, or
-    /// `smol::spawn` for the global one).
-    #[derive(Clone, Debug)]
-    pub struct HyperExecutor {
-        inner: Inner,
-    }
-
-    #[derive(Clone, Debug)]
-    enum Inner {
-        Global,
-        Local(SmolExecutor<Arc<smol::Executor<'static>>>),
-    }
-
-    impl<F> Executor<F> for HyperExecutor
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        fn execute(&self, future: F) {
-            match &self.inner {
-                Inner::Global => smol::spawn(future).detach(),
-                Inner::Local(executor) => executor.execute(future),
-            }
-        }
-    }
-
     impl HyperRuntime for Smol {
-        type Executor = HyperExecutor;
         type Timer = SmolTimer;
-
-        fn hyper_executor(&self) -> HyperExecutor {
-            let inner = match &self.executor {
-                Exec::Global => Inner::Global,
-                Exec::Local(executor) => Inner::Local(SmolExecutor::new(executor.clone())),
-            };
-            HyperExecutor { inner }
-        }
 
         fn hyper_timer(&self) -> SmolTimer {
             SmolTimer::new()

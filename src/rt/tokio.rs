@@ -220,18 +220,13 @@ impl SignalSource for Signals {
 
 #[cfg(any(feature = "http1", feature = "http2"))]
 mod hyper_glue {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioIo, TokioTimer};
 
     use super::Tokio;
     use crate::hyper::runtime::{HyperRuntime, IntoHyperIo};
 
     impl HyperRuntime for Tokio {
-        type Executor = TokioExecutor;
         type Timer = TokioTimer;
-
-        fn hyper_executor(&self) -> TokioExecutor {
-            TokioExecutor::new()
-        }
 
         fn hyper_timer(&self) -> TokioTimer {
             TokioTimer::new()

@@ -132,7 +132,7 @@ pub(crate) async fn stop_accepting<R: Runtime>(
 ) {
     shutdown.announced().await;
     let _ = announced_at.set(Instant::now());
-    if !delay.is_zero() && shutdown.phase() < Phase::Draining {
+    if !delay.is_zero() && shutdown.phase() < Phase::Triggered {
         log::info!("shutdown announced: serving for {delay:?} more");
         future::or(shutdown.triggered(), runtime.sleep(delay)).await;
     }

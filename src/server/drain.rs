@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::coordinator::Shutdown;
 use crate::coordinator::outcome::Outcome;
-use crate::log;
+use crate::server::observer::Observers;
 use crate::server::runtime::Runtime;
 
 /// Refuses a drain delay that leaves the drain no time: the grace period counts
@@ -25,74 +25,32 @@ pub(crate) fn check_budget(grace_period: Duration, drain_delay: Duration) -> io:
     ))
 }
 
-/// Drains `shutdown` (already triggered) against `deadline`, with progress once a
-/// second and the forced report as events (feature `tracing`), and told to systemd
-/// when `systemd` is set (feature `systemd`).
+/// Drains `shutdown` (already triggered) against `deadline`, telling `observers`
+/// when it starts, once a second while it runs, and when it ends.
 pub(crate) async fn drain<R: Runtime>(
     runtime: &R,
     shutdown: &Shutdown,
     deadline: Duration,
-    systemd: bool,
+    observers: &Observers,
 ) -> Outcome {
     let started = Instant::now();
-    let remaining = shutdown.report().remaining;
-    let plural = if remaining == 1 { "" } else { "s" };
-    log::info!("stopped accepting; draining {remaining} watcher{plural}");
+    let in_flight = shutdown.report().remaining;
+    observers.tell(|o| o.drain_started(in_flight, deadline));
     let drain = shutdown.drain_until(runtime.sleep(deadline));
     let progress = async {
-        if !(cfg!(feature = "tracing") || systemd) {
+        if !observers.any() {
             return std::future::pending().await;
         }
         // Ends with the drain, which wins the race.
-        for second in 0..u64::MAX {
-            if second > 0 {
-                runtime.sleep(Duration::from_secs(1)).await;
-            }
+        for _ in 0..u64::MAX {
+            runtime.sleep(Duration::from_secs(1)).await;
             let report = shutdown.report();
-            if second > 0 {
-                log::info!(
-                    "draining: {} still in flight{}",
-                    report.remaining,
-                    oldest(&report)
-                );
-            }
-            #[cfg(feature = "systemd")]
-            if systemd {
-                let left = deadline.checked_sub(started.elapsed());
-                crate::systemd::draining(report.remaining, left);
-            }
+            let left = deadline.checked_sub(started.elapsed());
+            observers.tell(|o| o.draining(&report, left));
         }
         std::future::pending().await
     };
     let outcome = futures_lite::future::or(drain, progress).await;
-    #[cfg(feature = "systemd")]
-    if systemd {
-        crate::systemd::drain_ended(outcome.report().map(|r| r.remaining));
-    }
-    #[cfg(not(feature = "systemd"))]
-    let _ = (systemd, started);
-    #[cfg(feature = "tracing")]
-    if let Some(report) = outcome.report() {
-        for straggler in &report.stragglers {
-            log::warning!("forced: {straggler}");
-        }
-    }
-    log::info!("shutdown {outcome}");
+    observers.tell(|o| o.ended(&outcome));
     outcome
-}
-
-/// The five oldest labelled watchers of `report`, for the progress events.
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-fn oldest(report: &crate::coordinator::report::Report) -> String {
-    let named: Vec<String> = report
-        .stragglers
-        .iter()
-        .take(5)
-        .map(|s| s.to_string())
-        .collect();
-    if named.is_empty() {
-        String::new()
-    } else {
-        format!("; oldest: {}", named.join(", "))
-    }
 }

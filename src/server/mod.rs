@@ -3,26 +3,34 @@
 //! - `mod.rs`: the builder and [`Server::serve`], which runs the steps in order;
 //! - `accept.rs`: the accept step, its error classes and back-off;
 //! - `drain.rs`: the drain step;
+//! - `observer.rs`: what hears the lifecycle (systemd, `tracing`);
 //! - `slots.rs`: live connection tasks and the connection limit;
 //! - `task.rs`: the scope of a connection task, shared by the tasks it spawns;
-//! - `runtime.rs`: what a runtime and listener supply.
+//! - `runtime.rs`: what a runtime and listener supply;
+//! - `error.rs`: [`ServeError`].
 
 pub(crate) mod accept;
 mod drain;
+mod error;
+pub(crate) mod observer;
 pub(crate) mod runtime;
 mod slots;
 pub(crate) mod task;
+
+pub use self::error::ServeError;
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::{FutureExt as _, future};
 
 use self::accept::{accept_loop, stop_accepting};
+use self::observer::{Observer, Observers};
 use self::runtime::{Listener, Runtime};
 use self::slots::Connections;
 use crate::coordinator::Shutdown;
@@ -72,24 +80,8 @@ pub struct Server<R, L: Listener> {
     grace_period: Duration,
     drain_delay: Duration,
     signals: Option<SignalTask>,
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
-    on_connection_error: Option<ConnectionErrorHook<L::Addr>>,
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
-    go_away: bool,
-    /// The HTTP layer's `Server::pre_request_grace`.
-    #[cfg(any(feature = "http1", feature = "http2"))]
-    pub(crate) pre_request_grace: Duration,
-    /// Whether to tell systemd about the lifecycle (`Server::notify_systemd`).
-    #[cfg(feature = "systemd")]
-    notify_systemd: bool,
-    /// The health listener of the HTTP layer (`Server::health`).
-    #[cfg(feature = "http1")]
-    pub(crate) health: Option<L>,
+    observers: Observers,
 }
-
-/// The callback of [`Server::on_connection_error`].
-pub(crate) type ConnectionErrorHook<A> =
-    Arc<dyn Fn(&A, &(dyn std::error::Error + 'static)) + Send + Sync>;
 
 impl<R: Runtime, L: Listener> Server<R, L> {
     /// A server accepting from `listener` and spawning on `runtime`, with its own
@@ -117,14 +109,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             grace_period: DEFAULT_GRACE_PERIOD,
             drain_delay: Duration::ZERO,
             signals: None,
-            on_connection_error: None,
-            go_away: true,
-            #[cfg(any(feature = "http1", feature = "http2"))]
-            pre_request_grace: crate::hyper::DEFAULT_PRE_REQUEST_GRACE,
-            #[cfg(feature = "systemd")]
-            notify_systemd: false,
-            #[cfg(feature = "http1")]
-            health: None,
+            observers: Observers::new(),
         }
     }
 
@@ -170,32 +155,13 @@ impl<R: Runtime, L: Listener> Server<R, L> {
     /// then triggers the drain. Meanwhile [`Shutdown::is_ready`] is already `false`,
     /// so a load balancer polling a readiness endpoint can deregister the instance
     /// before the listener closes, and the HTTP layer tells clients to go away
-    /// ([`go_away_during_delay`](Server::go_away_during_delay), on by default).
+    /// (on by default; see the `hyper` module).
     /// A [`Shutdown::trigger`] or a second signal ends the delay at once.
     /// The delay is part of the [grace period](Server::grace_period) and must be
     /// shorter than it ([`serve`](Server::serve) refuses it otherwise). Defaults to
     /// zero: the drain starts at the announcement.
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
-        self
-    }
-
-    /// Whether the HTTP layer ([`serve_http`](Server::serve_http),
-    /// [`serve_tower`](Server::serve_tower)) tells connections to go away from the
-    /// announcement on, while the [drain delay](Server::drain_delay) still accepts
-    /// and serves: every HTTP/1 response completed from then on says `connection:
-    /// close` (but an upgrade's 101), and every HTTP/2 connection gets GOAWAY (its
-    /// open streams finish) once it made its first request. Connections accepted
-    /// during the delay are served the same way; nothing is refused. Clients that
-    /// follow the protocol reconnect, and by then the load balancer sends them to
-    /// another instance. Idle HTTP/1 connections stay open until the trigger, so a
-    /// request already on its way is not cut.
-    ///
-    /// On by default; `false` leaves connections alone until the trigger.
-    /// Connections served by [`serve`](Server::serve) are asked to close at the
-    /// trigger only, whatever this says.
-    pub fn go_away_during_delay(mut self, go_away: bool) -> Self {
-        self.go_away = go_away;
         self
     }
 
@@ -218,49 +184,18 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         self
     }
 
-    /// Calls `callback` with the peer's address and the error of each connection of
-    /// [`serve_http`](Server::serve_http) or [`serve_tower`](Server::serve_tower)
-    /// that ends with one (a malformed request, a reset, a protocol error), for
-    /// programs without the `tracing` feature, which reports them as events (debug
-    /// level for what the peer caused, warn for the rest). Connections served by
-    /// [`serve`](Server::serve) return their own output instead.
-    pub fn on_connection_error(
-        mut self,
-        callback: impl Fn(&L::Addr, &(dyn std::error::Error + 'static)) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_connection_error = Some(Arc::new(callback));
+    /// Tells `observer` about this server's lifecycle: ready, stopping, the drain
+    /// and its progress once a second, and its outcome (see [`Observer`]). For
+    /// systemd, [`systemd::Notify`](crate::systemd::Notify).
+    pub fn observe(mut self, observer: impl Observer) -> Self {
+        self.observers.add(Arc::new(observer));
         self
     }
 
-    /// Tells systemd about this server's lifecycle through `sd_notify` (feature
-    /// `systemd`): `READY=1` when [`serve`](Server::serve) starts accepting,
-    /// `STOPPING=1` at the announcement, the drain's progress as `STATUS` once a
-    /// second, and `EXTEND_TIMEOUT_USEC` so that systemd's stop timeout does not
-    /// kill a drain still within its [grace period](Server::grace_period); see
-    /// [`systemd`](crate::systemd) for the exact messages.
-    ///
-    /// Sends nothing unless systemd started the process with `NOTIFY_SOCKET` (a
-    /// `Type=notify` service), and nothing on systems other than Linux.
-    #[cfg(feature = "systemd")]
-    pub fn notify_systemd(mut self) -> Self {
-        self.notify_systemd = true;
-        self
-    }
-
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
+    /// The runtime connections are spawned on (for the HTTP layer).
+    #[cfg(any(feature = "http1", feature = "http2"))]
     pub(crate) fn runtime(&self) -> &R {
         &self.runtime
-    }
-
-    /// Whether the HTTP layer's connections go away at the announcement.
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
-    pub(crate) fn goes_away(&self) -> bool {
-        self.go_away
-    }
-
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
-    pub(crate) fn connection_error_hook(&self) -> Option<ConnectionErrorHook<L::Addr>> {
-        self.on_connection_error.clone()
     }
 
     /// The address the listener is bound to.
@@ -295,32 +230,24 @@ impl<R: Runtime, L: Listener> Server<R, L> {
             return Err(ServeError::refused(error));
         }
         let signal_failure = self.spawn_signals();
-        #[cfg(feature = "http1")]
-        if self.health.take().is_some() {
-            // Left bound, it would take probes' connections and never answer.
-            log::warning!("Server::health is served by serve_http and serve_tower only: closed");
-        }
         let connections = Connections::new(self.max_connections);
-        #[cfg(feature = "systemd")]
-        let systemd = self.notify_systemd;
-        #[cfg(not(feature = "systemd"))]
-        let systemd = false;
         let Server {
             runtime,
             listener,
             shutdown,
             grace_period,
             drain_delay,
+            observers,
             ..
         } = self;
         let announced_at = std::sync::OnceLock::new();
-        // systemd hears STOPPING once: at the announcement, while the delay runs,
-        // or when the loop ends without one (a listener failure).
-        let told_stopping = std::sync::atomic::AtomicBool::new(false);
+        // Observers hear `stopping` once: at the announcement, while the delay
+        // runs, or when the loop ends without one (a listener failure).
+        let told_stopping = AtomicBool::new(false);
         let tell_stopping = || {
-            if systemd && !told_stopping.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                #[cfg(feature = "systemd")]
-                crate::systemd::stopping(shutdown.report().remaining, grace_period);
+            if !told_stopping.swap(true, Ordering::Relaxed) {
+                let in_flight = shutdown.report().remaining;
+                observers.tell(|o| o.stopping(in_flight, grace_period));
             }
         };
         let stop = future::zip(
@@ -331,7 +258,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
                 &announced_at,
             ),
             async {
-                if systemd {
+                if observers.any() {
                     shutdown.announced().await;
                     tell_stopping();
                 }
@@ -340,10 +267,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         let stop = async {
             stop.await;
         };
-        #[cfg(feature = "systemd")]
-        if systemd {
-            crate::systemd::ready();
-        }
+        observers.tell(|o| o.ready());
         let listener_failure =
             accept_loop(&runtime, listener, &shutdown, &connections, stop, handler).await;
         shutdown.trigger();
@@ -351,7 +275,7 @@ impl<R: Runtime, L: Listener> Server<R, L> {
         // What is left of the grace period (all of it if the loop ended on its own).
         let spent = announced_at.get().map_or(Duration::ZERO, Instant::elapsed);
         let deadline = grace_period.saturating_sub(spent);
-        let outcome = drain::drain(&runtime, &shutdown, deadline, systemd).await;
+        let outcome = drain::drain(&runtime, &shutdown, deadline, &observers).await;
         connections.all_ended().await;
         let failure = listener_failure.or_else(|| signal_failure.lock().ok()?.take());
         match failure {
@@ -396,55 +320,7 @@ impl<R, L: Listener> fmt::Debug for Server<R, L> {
             .field("max_connections", &self.max_connections)
             .field("grace_period", &self.grace_period)
             .field("drain_delay", &self.drain_delay)
-            .field("go_away_during_delay", &self.go_away)
             .field("signals", &self.signals.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-/// The listener or the signal source failed; the server drained its connections
-/// and stopped. Or the settings were refused before anything was served
-/// ([`InvalidInput`](io::ErrorKind::InvalidInput), with the outcome `Drained`:
-/// the coordinator is left as it was).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct ServeError {
-    /// The listener's or the signal source's error.
-    pub error: io::Error,
-    /// How the drain that followed ended.
-    pub outcome: Outcome,
-}
-
-impl ServeError {
-    /// Settings refused before anything was served: the outcome is `Drained`
-    /// (nothing ran) and the coordinator is left as it was.
-    pub(crate) fn refused(error: io::Error) -> ServeError {
-        let outcome = Outcome::Drained;
-        ServeError { error, outcome }
-    }
-}
-
-impl fmt::Display for ServeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "server failed: {} (shutdown {})",
-            self.error, self.outcome
-        )
-    }
-}
-
-impl std::error::Error for ServeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-impl From<ServeError> for io::Error {
-    /// The failure's own error kind, with the whole [`ServeError`] (and so the
-    /// drain's outcome) as its inner error, so that `?` works in a function
-    /// returning `io::Result`.
-    fn from(error: ServeError) -> io::Error {
-        io::Error::new(error.error.kind(), error)
     }
 }

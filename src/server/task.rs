@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+#[cfg(any(feature = "http1", feature = "http2"))]
 use futures_lite::future;
 use pin_project_lite::pin_project;
 
@@ -31,6 +32,7 @@ thread_local! {
 struct Scope {
     // Given back when the last task of the scope drops it.
     _place: Place,
+    #[cfg(any(feature = "http1", feature = "http2"))]
     shutdown: Shutdown,
 }
 
@@ -40,14 +42,17 @@ pub(crate) struct TaskScope(Arc<Scope>);
 
 impl TaskScope {
     pub(crate) fn new(place: Place, shutdown: Shutdown) -> Self {
+        #[cfg(not(any(feature = "http1", feature = "http2")))]
+        let _ = shutdown;
         TaskScope(Arc::new(Scope {
             _place: place,
+            #[cfg(any(feature = "http1", feature = "http2"))]
             shutdown,
         }))
     }
 
     /// The scope of the connection task being polled on this thread, if any.
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
+    #[cfg(any(feature = "http1", feature = "http2"))]
     pub(crate) fn current() -> Option<TaskScope> {
         CURRENT
             .try_with(|current| current.borrow().clone().map(TaskScope))
@@ -56,7 +61,7 @@ impl TaskScope {
     }
 
     /// Runs `task` in this scope: until it ends or the coordinator is forced.
-    #[cfg_attr(not(feature = "http2"), allow(dead_code))]
+    #[cfg(any(feature = "http1", feature = "http2"))]
     pub(crate) async fn run(self, task: impl Future<Output = ()>) {
         let forced = self.0.shutdown.forced();
         future::or(task, forced).await;
@@ -64,14 +69,14 @@ impl TaskScope {
     }
 
     /// A handle that does not keep the connection's place.
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
+    #[cfg(any(feature = "http1", feature = "http2"))]
     pub(crate) fn downgrade(&self) -> WeakTaskScope {
         WeakTaskScope(Arc::downgrade(&self.0))
     }
 
     /// `task` (the connection's), polled with this scope current.
-    pub(crate) fn enclose<F: Future>(self, task: F) -> InScope<F> {
-        InScope {
+    pub(crate) fn enclose<F: Future>(self, task: F) -> Scoped<F> {
+        Scoped {
             task,
             scope: Some(self.0),
         }
@@ -80,12 +85,14 @@ impl TaskScope {
 
 /// A [`TaskScope`] that does not keep the connection's place: only what is run
 /// in the scope (upgraded from this) does.
+#[cfg(any(feature = "http1", feature = "http2"))]
 #[derive(Clone)]
 pub(crate) struct WeakTaskScope(std::sync::Weak<Scope>);
 
+#[cfg(any(feature = "http1", feature = "http2"))]
 impl WeakTaskScope {
     /// The scope, if its connection task or a task of it still runs.
-    #[cfg_attr(not(any(feature = "http1", feature = "http2")), allow(dead_code))]
+    #[cfg(any(feature = "http1", feature = "http2"))]
     pub(crate) fn upgrade(&self) -> Option<TaskScope> {
         self.0.upgrade().map(TaskScope)
     }
@@ -93,7 +100,7 @@ impl WeakTaskScope {
 
 pin_project! {
     /// A connection task polled with its scope current.
-    pub(crate) struct InScope<F> {
+    pub(crate) struct Scoped<F> {
         #[pin]
         task: F,
         // Moved into the thread's slot during a poll, and back after.
@@ -101,7 +108,7 @@ pin_project! {
     }
 }
 
-impl<F: Future> Future for InScope<F> {
+impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -137,7 +144,7 @@ fn swap(scope: Option<Arc<Scope>>) -> Option<Arc<Scope>> {
         .flatten()
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "http1", feature = "http2")))]
 mod tests {
     use super::*;
     use crate::server::slots::Connections;

@@ -1,71 +1,23 @@
-//! [`Reported`]: a served connection whose error is reported, not dropped.
+//! How a connection's error is reported, not dropped.
 //!
 //! A connection's error goes to the `tracing` feature (debug level for what a peer
 //! causes: a reset, a malformed or incomplete request, a failed TLS or protocol
 //! preface, an HTTP/2 protocol error of the peer or a GOAWAY or RST_STREAM it
-//! sent; warn for the rest) and to the server's
-//! [`on_connection_error`](crate::Server::on_connection_error) callback.
+//! sent; warn for the rest) and to the HTTP layer's
+//! [`on_connection_error`](super::Http::on_connection_error) callback.
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
 
-use pin_project_lite::pin_project;
-
-use crate::coordinator::watch::GracefulConnection;
 use crate::log;
 
-use crate::server::ConnectionErrorHook as ErrorHook;
+/// The callback of [`Http::on_connection_error`](super::Http::on_connection_error).
+pub(crate) type ErrorHook<A> = Arc<dyn Fn(&A, &(dyn StdError + 'static)) + Send + Sync>;
 
-pin_project! {
-    /// A connection of the HTTP layer, reporting its error when it ends with one.
-    pub(crate) struct Reported<C, A> {
-        #[pin]
-        conn: C,
-        peer: A,
-        hook: Option<ErrorHook<A>>,
-    }
-}
-
-impl<C, A> Reported<C, A> {
-    pub(crate) fn new(conn: C, peer: A, hook: Option<ErrorHook<A>>) -> Self {
-        Reported { conn, peer, hook }
-    }
-}
-
-impl<C, A, E> Future for Reported<C, A>
-where
-    C: Future<Output = Result<(), E>>,
-    E: Into<Box<dyn StdError + Send + Sync>>,
-    A: fmt::Debug,
-{
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        if let Err(error) = ready!(this.conn.poll(cx)) {
-            let error: Box<dyn StdError + Send + Sync> = error.into();
-            report(this.peer, &*error, this.hook.as_ref());
-        }
-        Poll::Ready(())
-    }
-}
-
-impl<C, A, E> GracefulConnection for Reported<C, A>
-where
-    C: GracefulConnection<Output = Result<(), E>>,
-    E: Into<Box<dyn StdError + Send + Sync>>,
-    A: fmt::Debug,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        self.project().conn.graceful_shutdown();
-    }
-}
-
-fn report<A: fmt::Debug>(
+/// Reports the error a connection from `peer` ended with.
+pub(crate) fn report<A: fmt::Debug>(
     peer: &A,
     error: &(dyn StdError + Send + Sync + 'static),
     hook: Option<&ErrorHook<A>>,

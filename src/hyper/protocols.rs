@@ -1,0 +1,415 @@
+//! [`Protocols`]: hyper's HTTP/1 and HTTP/2 connection builders, and the choice
+//! between them for each connection ([`ReadVersion`]).
+//!
+//! Invariants:
+//! - with both protocols, a connection is served as HTTP/2 when ALPN chose `h2`
+//!   or its first 24 bytes are HTTP/2's connection preface, and as HTTP/1 when
+//!   ALPN chose `http/1.1`, a byte differs from the preface, or the peer closed
+//!   first; with one protocol, every connection is served with it;
+//! - deciding reads at most 24 bytes and stops at the first byte that differs;
+//!   the bytes read are given back, first, to the protocol chosen ([`Rewind`]),
+//!   so it sees the stream from its first byte.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[cfg(all(feature = "http1", feature = "http2"))]
+use hyper::rt::ReadBuf;
+use hyper::rt::{Read, ReadBufCursor, Write};
+#[cfg(feature = "http1")]
+use hyper::server::conn::http1;
+#[cfg(feature = "http2")]
+use hyper::server::conn::http2;
+
+#[cfg(feature = "http1")]
+use super::runtime::HEADER_READ_TIMEOUT;
+use super::runtime::HyperRuntime;
+#[cfg(feature = "http2")]
+use super::streams::StreamExec;
+
+/// HTTP/2's connection preface, which every HTTP/2 client sends first.
+#[cfg(all(feature = "http1", feature = "http2"))]
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol a connection is served with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// HTTP/1.x.
+    #[cfg(feature = "http1")]
+    Http1,
+    /// HTTP/2.
+    #[cfg(feature = "http2")]
+    Http2,
+}
+
+/// The protocol of every connection when only one is built.
+#[cfg(all(feature = "http1", feature = "http2"))]
+const ONLY: Option<Protocol> = None;
+#[cfg(all(feature = "http1", not(feature = "http2")))]
+const ONLY: Option<Protocol> = Some(Protocol::Http1);
+#[cfg(all(feature = "http2", not(feature = "http1")))]
+const ONLY: Option<Protocol> = Some(Protocol::Http2);
+
+impl Protocol {
+    /// The protocol ALPN chose, or the only one built; `None` when the first
+    /// bytes must tell.
+    pub(crate) fn known(alpn: Option<&[u8]>) -> Option<Protocol> {
+        match alpn {
+            #[cfg(feature = "http2")]
+            Some(b"h2") => Some(Protocol::Http2),
+            #[cfg(feature = "http1")]
+            Some(b"http/1.1") => Some(Protocol::Http1),
+            _ => ONLY,
+        }
+    }
+
+    /// The ALPN protocol names of the protocols built, preferred first.
+    #[cfg(feature = "tls")]
+    pub(crate) fn alpn_names() -> Vec<Vec<u8>> {
+        let names: [Option<&[u8]>; 2] = [
+            cfg!(feature = "http2").then_some(b"h2"),
+            cfg!(feature = "http1").then_some(b"http/1.1"),
+        ];
+        names.into_iter().flatten().map(<[u8]>::to_vec).collect()
+    }
+}
+
+/// The connection builders of the protocols the features enable, set up for a
+/// runtime: its timer on both, [`HEADER_READ_TIMEOUT`] for HTTP/1, and a
+/// [`StreamExec`] spawning HTTP/2 streams on the runtime.
+#[derive(Clone, Debug)]
+pub(crate) struct Protocols<R> {
+    #[cfg(feature = "http1")]
+    pub(crate) http1: http1::Builder,
+    #[cfg(feature = "http2")]
+    pub(crate) http2: http2::Builder<StreamExec<R>>,
+    #[cfg(not(feature = "http2"))]
+    _runtime: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: HyperRuntime> Protocols<R> {
+    pub(crate) fn new(runtime: &R) -> Self {
+        #[cfg(feature = "http1")]
+        let http1 = {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(runtime.hyper_timer())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            builder
+        };
+        #[cfg(feature = "http2")]
+        let http2 = {
+            let mut builder = http2::Builder::new(StreamExec(runtime.clone()));
+            builder.timer(runtime.hyper_timer());
+            builder
+        };
+        #[cfg(not(feature = "http2"))]
+        let _ = runtime;
+        Protocols {
+            #[cfg(feature = "http1")]
+            http1,
+            #[cfg(feature = "http2")]
+            http2,
+            #[cfg(not(feature = "http2"))]
+            _runtime: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Reads a connection's first bytes until they tell its protocol (with both
+/// protocols built and no ALPN choice).
+#[cfg(all(feature = "http1", feature = "http2"))]
+pub(crate) struct ReadVersion<I> {
+    io: Option<I>,
+    read: [u8; 24],
+    filled: u8,
+}
+
+#[cfg(all(feature = "http1", feature = "http2"))]
+impl<I> ReadVersion<I> {
+    pub(crate) fn new(io: I) -> Self {
+        ReadVersion {
+            io: Some(io),
+            read: [0; 24],
+            filled: 0,
+        }
+    }
+}
+
+#[cfg(all(feature = "http1", feature = "http2"))]
+impl<I: Read + Unpin> std::future::Future for ReadVersion<I> {
+    type Output = io::Result<(Protocol, Rewind<I>)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // Bounded: each round reads at least one byte of 24, or ends.
+        loop {
+            let filled = usize::from(this.filled);
+            let decided = if this.read[..filled] != PREFACE[..filled] {
+                Some(false)
+            } else if filled == PREFACE.len() {
+                Some(true)
+            } else {
+                None
+            };
+            if let Some(http2) = decided {
+                let io = this.io.take().expect("ReadVersion polled after completion");
+                let rewind = Rewind {
+                    read: this.read,
+                    start: 0,
+                    end: this.filled,
+                    io,
+                };
+                return Poll::Ready(Ok((chosen(http2), rewind)));
+            }
+            let io = this
+                .io
+                .as_mut()
+                .expect("ReadVersion polled after completion");
+            let mut buf = ReadBuf::new(&mut this.read[filled..]);
+            std::task::ready!(Pin::new(io).poll_read(cx, buf.unfilled()))?;
+            let got = buf.filled().len();
+            if got == 0 {
+                // The peer closed before its protocol was told: HTTP/1 ends it.
+                let io = this.io.take().expect("ReadVersion polled after completion");
+                let rewind = Rewind {
+                    read: this.read,
+                    start: 0,
+                    end: this.filled,
+                    io,
+                };
+                return Poll::Ready(Ok((chosen(false), rewind)));
+            }
+            this.filled += u8::try_from(got).expect("at most 24 bytes");
+        }
+    }
+}
+
+/// The protocol for a preface seen (`http2`) or not.
+#[cfg(all(feature = "http1", feature = "http2"))]
+fn chosen(http2: bool) -> Protocol {
+    if http2 {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    }
+}
+
+/// The future that tells a connection's protocol: [`ReadVersion`] with both
+/// protocols, none with one.
+#[cfg(all(feature = "http1", feature = "http2"))]
+pub(crate) type Detect<I> = ReadVersion<I>;
+#[cfg(not(all(feature = "http1", feature = "http2")))]
+pub(crate) type Detect<I> = Absent<io::Result<(Protocol, Rewind<I>)>>;
+
+/// hyper's HTTP/1 connection on `I` serving `S`, or none without `http1`.
+#[cfg(feature = "http1")]
+pub(crate) type Http1Connection<I, S> = http1::UpgradeableConnection<Rewind<I>, S>;
+#[cfg(not(feature = "http1"))]
+pub(crate) type Http1Connection<I, S> = Absent<Result<(), hyper::Error>, (I, S)>;
+
+/// hyper's HTTP/2 connection on `I` serving `S` on `R`, or none without `http2`.
+#[cfg(feature = "http2")]
+pub(crate) type Http2Connection<R, I, S> =
+    http2::Connection<Rewind<I>, S, super::streams::StreamExec<R>>;
+#[cfg(not(feature = "http2"))]
+pub(crate) type Http2Connection<R, I, S> = Absent<Result<(), hyper::Error>, (R, I, S)>;
+
+/// A future of a protocol that is not built: it cannot exist, so a state holding
+/// it cannot either.
+#[cfg(not(all(feature = "http1", feature = "http2")))]
+pub(crate) struct Absent<O, P = ()>(
+    std::convert::Infallible,
+    std::marker::PhantomData<fn() -> (O, P)>,
+);
+
+#[cfg(not(all(feature = "http1", feature = "http2")))]
+impl<O, P> std::future::Future for Absent<O, P> {
+    type Output = O;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<O> {
+        match self.0 {}
+    }
+}
+
+#[cfg(not(all(feature = "http1", feature = "http2")))]
+impl<O, P> crate::coordinator::watch::GracefulConnection for Absent<O, P> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.0 {}
+    }
+}
+
+/// A connection whose first bytes, read to tell its protocol, are read again.
+pub(crate) struct Rewind<I> {
+    read: [u8; 24],
+    start: u8,
+    end: u8,
+    io: I,
+}
+
+impl<I> Rewind<I> {
+    /// `io`, nothing read from it yet.
+    pub(crate) fn new(io: I) -> Self {
+        Rewind {
+            read: [0; 24],
+            start: 0,
+            end: 0,
+            io,
+        }
+    }
+}
+
+impl<I: Read + Unpin> Read for Rewind<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.start < this.end {
+            let (start, end) = (usize::from(this.start), usize::from(this.end));
+            let n = (end - start).min(buf.remaining());
+            buf.put_slice(&this.read[start..start + n]);
+            this.start += u8::try_from(n).expect("at most 24 bytes");
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: Write + Unpin> Write for Rewind<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+#[cfg(all(test, feature = "http1", feature = "http2"))]
+mod tests {
+    //! The choice, poll by poll, over an in-memory stream that gives its bytes
+    //! in the chunks a test chooses.
+
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl Read for Chunks {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            mut buf: ReadBufCursor<'_>,
+        ) -> Poll<io::Result<()>> {
+            let chunks = &mut self.get_mut().0;
+            match chunks.pop_front() {
+                Some(mut chunk) => {
+                    let rest = chunk.split_off(chunk.len().min(buf.remaining()));
+                    buf.put_slice(&chunk);
+                    if !rest.is_empty() {
+                        chunks.push_front(rest);
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn decide(chunks: &[&[u8]]) -> Poll<(Protocol, Vec<u8>)> {
+        let chunks = Chunks(chunks.iter().map(|c| c.to_vec()).collect());
+        let mut read = ReadVersion::new(chunks);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match Pin::new(&mut read).poll(&mut cx) {
+            Poll::Ready(Ok((protocol, mut rewind))) => {
+                let mut again = Vec::new();
+                // Bounded by the chunks left.
+                for _ in 0..64 {
+                    let mut bytes = [0u8; 64];
+                    let mut buf = ReadBuf::new(&mut bytes);
+                    match Pin::new(&mut rewind).poll_read(&mut cx, buf.unfilled()) {
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                            again.extend_from_slice(buf.filled())
+                        }
+                        _ => break,
+                    }
+                }
+                Poll::Ready((protocol, again))
+            }
+            Poll::Ready(Err(error)) => panic!("{error}"),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    #[test]
+    fn http1_is_told_by_its_first_byte_and_read_again_whole() {
+        let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+        assert_eq!(
+            decide(&[request]),
+            Poll::Ready((Protocol::Http1, request.to_vec()))
+        );
+    }
+
+    #[test]
+    fn http2_is_told_by_the_whole_preface_even_in_pieces() {
+        let (a, b) = PREFACE.split_at(5);
+        assert_eq!(decide(&[a]), Poll::Pending, "decided on 5 bytes");
+        let (protocol, again) = match decide(&[a, b, b"settings"]) {
+            Poll::Ready(done) => done,
+            Poll::Pending => panic!("undecided after the preface"),
+        };
+        assert_eq!(protocol, Protocol::Http2);
+        assert_eq!(again, [&PREFACE[..], b"settings"].concat());
+    }
+
+    #[test]
+    fn a_prefix_of_the_preface_that_then_differs_is_http1() {
+        assert_eq!(
+            decide(&[b"PRI * HTTP/1.1\r\n"]),
+            Poll::Ready((Protocol::Http1, b"PRI * HTTP/1.1\r\n".to_vec()))
+        );
+    }
+
+    #[test]
+    fn a_peer_that_closes_first_is_left_to_http1() {
+        struct Closed;
+        impl Read for Closed {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: ReadBufCursor<'_>,
+            ) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+        let mut read = ReadVersion::new(Closed);
+        let waker = std::task::Waker::noop();
+        let polled = Pin::new(&mut read).poll(&mut Context::from_waker(waker));
+        assert!(matches!(polled, Poll::Ready(Ok((Protocol::Http1, _)))));
+    }
+}
