@@ -101,6 +101,7 @@ fn main() {
     }
     if cfg.wants("serving") {
         serving::serving(&cfg, &mut report);
+        serving::connection_memory(&cfg, &mut report);
     }
     #[cfg(unix)]
     if cfg.wants("drain") {

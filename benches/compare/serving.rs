@@ -203,3 +203,88 @@ pub fn serving(cfg: &Config, report: &mut Report) {
     ));
     report.push(group);
 }
+
+/// Measurement 5b: heap held per idle keep-alive connection. Each server runs on
+/// a current-thread runtime on this thread, so every allocation it makes for a
+/// connection (the task, the IO registration, hyper's buffers, the watcher) is
+/// counted here; the clients are blocking sockets on another thread, not counted.
+/// Each client sends one request, reads its answer and stays connected.
+pub fn connection_memory(cfg: &Config, report: &mut Report) {
+    let conns = cfg.scaled_usize(1000);
+    let mut group = Group::new(
+        "5b",
+        format!("heap per idle keep-alive HTTP/1 connection, {conns} connections after one request each"),
+        "B/conn",
+    );
+    for (_, name) in KINDS {
+        group.row(name);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for round in 0..cfg.rounds.min(5) + 1 {
+        for k in 0..KINDS.len() {
+            let i = (k + round) % KINDS.len();
+            let bytes = rt.block_on(held_per_connection(KINDS[i].0, conns));
+            if round > 0 {
+                group.rows[i].samples.push(bytes);
+            }
+        }
+    }
+    group.note(format!(
+        "{} rounds after one warm-up, cases interleaved; the live-heap growth of the server's thread between before the clients connect and after all of them were answered, divided by {conns}",
+        cfg.rounds.min(5)
+    ));
+    report.push(group);
+}
+
+/// Starts a `kind` server, connects `conns` idle keep-alive clients, and returns
+/// the live heap the server's thread grew by, per connection.
+async fn held_per_connection(kind: Kind, conns: usize) -> f64 {
+    use std::io::{Read as _, Write as _};
+
+    let server = start(kind).await;
+    let addr = server.addr;
+    // Settles whatever the server allocates once, before any connection.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before = crate::alloc::snapshot();
+    let (answered, answered_rx) = std::sync::mpsc::channel();
+    let (close, close_rx) = std::sync::mpsc::channel::<()>();
+    let clients = std::thread::spawn(move || {
+        let mut held = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nhost: bench\r\n\r\n")
+                .expect("request");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            // Bounded by the answer's size: hello\n ends it.
+            while !got.ends_with(b"hello\n") {
+                let n = stream.read(&mut buf).expect("answer");
+                assert!(n > 0, "closed before its answer");
+                got.extend_from_slice(&buf[..n]);
+            }
+            held.push(stream);
+        }
+        answered.send(()).expect("bench thread");
+        let _ = close_rx.recv();
+        drop(held);
+    });
+    // Bounded: the clients answer within the bench's patience.
+    for _ in 0..60_000 {
+        if answered_rx.try_recv().is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Lets every connection task finish its poll after the answer.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let grown = before.since().live;
+    close.send(()).expect("client thread");
+    clients.join().expect("client thread panicked");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.stop().await;
+    grown as f64 / conns as f64
+}

@@ -6,7 +6,7 @@
 //!   `fetch_or` on it, and each phase's waiters are woken by one
 //!   `event_listener::Event` per phase, notified after the bit is set.
 //! - The release that drains a scope is the only one that sees the word go from
-//!   "triggered, one left" to empty: it wakes the drained waiters and gives back
+//!   "triggered, one left" to empty: it wakes the drained waiters and releases
 //!   the scope's hold on its parent, which may drain that one in turn (a loop up
 //!   the tree, never recursion).
 
@@ -159,16 +159,16 @@ impl Core {
         check_overflow(self.word.fetch_add(amount, Ordering::Relaxed));
     }
 
-    /// Gives back `amount`; the release that drains `this` wakes its drained
+    /// Releases `amount`; the release that drains `this` wakes its drained
     /// waiters and lets go of its parent.
     pub(crate) fn release(this: &CoreRef, amount: u64) {
         let mut wakes = Wakes::default();
-        Core::give_back(this, amount, &mut wakes);
+        Core::release_with(this, amount, &mut wakes);
         wakes.run();
     }
 
     /// [`release`](Core::release), with the wake-ups left to the caller.
-    pub(crate) fn give_back(this: &CoreRef, amount: u64, wakes: &mut Wakes<CoreRef>) {
+    pub(crate) fn release_with(this: &CoreRef, amount: u64, wakes: &mut Wakes<CoreRef>) {
         let prev = this.word.fetch_sub(amount, Ordering::AcqRel);
         debug_assert!(
             prev >= amount + (prev & (WATCHER - 1)),

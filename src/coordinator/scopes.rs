@@ -63,7 +63,7 @@ impl Core {
         // The shards close before any bit is set: a guard asked for by a thread
         // that saw a bit falls back to the state word, which refuses once forced
         // (closing after would let a shard admit a guard after the force). Their
-        // holds are given back after the bits, as each shard's departure.
+        // holds are released after the bits, as each shard's departure.
         let departures = match (shards, bits & TRIGGERED != 0) {
             (Some(shards), true) => shards.close(),
             _ => 0,
@@ -92,9 +92,9 @@ impl Core {
             wakes.reached(core, new);
         }
         // Every trigger closes (idempotently): once it returns, the shards take no
-        // guard and have given back what they held, so the drain can come.
+        // guard and have released what they held, so the drain can come.
         for _ in 0..departures {
-            Core::give_back(this, HOLD, &mut wakes);
+            Core::release_with(this, HOLD, &mut wakes);
         }
         wakes.run();
         before.unwrap_or_default()
@@ -178,7 +178,7 @@ impl Core {
         );
     }
 
-    /// Leaves the parent: out of its list, and its hold given back if still held.
+    /// Leaves the parent: out of its list, and its hold released if still held.
     /// Returns the parent.
     fn detach(&mut self) -> Option<CoreRef> {
         let link = self.parent.take()?;

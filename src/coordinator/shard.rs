@@ -102,7 +102,7 @@ impl Shard {
     }
 
     /// Gives one guard back. `true` if this emptied a closed shard: the caller
-    /// gives back the shard's hold.
+    /// releases the shard's hold.
     #[inline]
     fn release(&self) -> bool {
         let prev = self.word.fetch_sub(GUARD, Ordering::AcqRel);
@@ -110,7 +110,7 @@ impl Shard {
         prev & CLOSED != 0 && guards(prev) == 1
     }
 
-    /// Closes the shard. `true` if the caller gives back its hold: this call
+    /// Closes the shard. `true` if the caller releases its hold: this call
     /// closed it, and it held and was empty.
     fn close(&self) -> bool {
         let prev = self.word.fetch_or(CLOSED, Ordering::AcqRel);
@@ -147,7 +147,7 @@ impl Shards {
         self.shards.get(slot & (self.shards.len() - 1))
     }
 
-    /// Closes every shard; returns how many holds the caller gives back.
+    /// Closes every shard; returns how many holds the caller releases.
     pub(crate) fn close(&self) -> usize {
         self.shards.iter().filter(|shard| shard.close()).count()
     }

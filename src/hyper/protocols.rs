@@ -7,7 +7,7 @@
 //!   ALPN chose `http/1.1`, a byte differs from the preface, or the peer closed
 //!   first; with one protocol, every connection is served with it;
 //! - deciding reads at most 24 bytes and stops at the first byte that differs;
-//!   the bytes read are given back, first, to the protocol chosen ([`Rewind`]),
+//!   the bytes read are read again, first, to the protocol chosen ([`Rewind`]),
 //!   so it sees the stream from its first byte.
 
 use std::io;
