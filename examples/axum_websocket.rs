@@ -21,11 +21,8 @@ use wind_down::{Server, Shutdown};
 /// The upgrade. The session is tracked from here, before the `101` is sent, so
 /// that no drain can end between the response and the session's start: axum
 /// hands the socket over through a channel.
-async fn ws(
-    upgrade: WebSocketUpgrade,
-    Extension(connection): Extension<Connection>,
-    Extension(shutdown): Extension<Shutdown>,
-) -> Response {
+async fn ws(upgrade: WebSocketUpgrade, Extension(connection): Extension<Connection>) -> Response {
+    let shutdown = connection.shutdown().clone();
     let (socket_tx, socket_rx) = tokio::sync::oneshot::channel();
     let session = connection.track(async move {
         if let Ok(socket) = socket_rx.await {

@@ -25,9 +25,9 @@ use ticker::{Handled, Reply, SlowRequest, Tick, TickStream, Ticker, TickerServer
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use wind_down::grpc::{EndAtTriggerLayer, end_at_trigger, not_serving_at_announcement};
-use wind_down::hyper::Http;
+use wind_down::hyper::{Connection, Http};
 use wind_down::tokio::{Signals, Tokio};
-use wind_down::{Outcome, Server, Shutdown};
+use wind_down::{Outcome, Server};
 
 /// The handlers.
 #[derive(Clone)]
@@ -45,8 +45,9 @@ impl Ticker for Handlers {
     }
 
     fn ticks(&self, request: tonic::Request<TicksRequest>) -> Handled<TickStream> {
-        // The server's coordinator, which every request carries.
-        let shutdown = request.extensions().get::<Shutdown>().cloned();
+        // The server's coordinator, which every request's connection carries.
+        let connection = request.extensions().get::<Connection>();
+        let shutdown = connection.map(|connection| connection.shutdown().clone());
         let TicksRequest {
             every_millis,
             padding,

@@ -15,13 +15,15 @@ use axum::body::{Body, Bytes};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router, routing::get};
-use wind_down::hyper::{EndAtTrigger, Http};
+use wind_down::Server;
+use wind_down::hyper::{Connection, EndAtTrigger, Http};
 use wind_down::tokio::{Signals, Tokio};
-use wind_down::{Server, Shutdown};
 
 /// An endless stream of ticks, ended at the trigger with a goodbye event. The
-/// server puts its `Shutdown` in every request's extensions.
-async fn events(Extension(shutdown): Extension<Shutdown>) -> Response {
+/// server puts each request's `Connection`, with its `Shutdown`, in the
+/// request's extensions.
+async fn events(Extension(connection): Extension<Connection>) -> Response {
+    let shutdown = connection.shutdown();
     let ticks = futures_lite::stream::unfold(0u64, |n| async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let event = Event::default().data(format!("tick {n}"));
@@ -29,7 +31,7 @@ async fn events(Extension(shutdown): Extension<Shutdown>) -> Response {
     });
     let (parts, body) = Sse::new(ticks).into_response().into_parts();
     let goodbye = Bytes::from_static(b"event: shutdown\ndata: bye\n\n");
-    let body = EndAtTrigger::new(body, &shutdown).with_final_chunk(goodbye);
+    let body = EndAtTrigger::new(body, shutdown).with_final_chunk(goodbye);
     Response::from_parts(parts, Body::new(body))
 }
 

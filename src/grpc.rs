@@ -55,6 +55,7 @@ use pin_project_lite::pin_project;
 
 use crate::coordinator::Shutdown;
 use crate::coordinator::wait::Wait;
+use crate::hyper::Connection;
 
 /// The message of the UNAVAILABLE status a stream ends with at the trigger.
 pub const SHUTTING_DOWN: &str = "server shutting down";
@@ -94,7 +95,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let shutdown = request.extensions().get::<Shutdown>().cloned();
+        let connection = request.extensions().get::<Connection>();
+        let shutdown = connection.map(|connection| connection.shutdown().clone());
         EndAtTriggerFuture {
             inner: self.inner.call(request),
             shutdown,
@@ -221,8 +223,9 @@ fn unavailable() -> HeaderMap {
 
 /// Ends `stream`, a server-streaming handler's response, at `shutdown`'s trigger:
 /// it yields `Status::unavailable(`[`SHUTTING_DOWN`]`)` and ends, also when its
-/// own items are always ready. Use the request's [`Shutdown`] (in its
-/// extensions: `request.extensions().get::<Shutdown>()`).
+/// own items are always ready. Use the server's [`Shutdown`], which the request's
+/// [`Connection`] in its extensions has:
+/// `request.extensions().get::<Connection>().map(Connection::shutdown)`.
 pub fn end_at_trigger<S, T>(stream: S, shutdown: &Shutdown) -> EndAtTriggerStream<S>
 where
     S: Stream<Item = Result<T, tonic::Status>>,
@@ -334,8 +337,8 @@ mod tests {
         Frame::trailers(map)
     }
 
-    /// Serves one request through the layer with `shutdown` in its extensions
-    /// (if any) and a response of `content_type` with `body`.
+    /// Serves one request through the layer with a connection of `shutdown` in
+    /// its extensions (if any) and a response of `content_type` with `body`.
     fn serve(
         shutdown: Option<&Shutdown>,
         content_type: &'static str,
@@ -353,7 +356,8 @@ mod tests {
         let mut service = tower_layer::Layer::layer(&EndAtTriggerLayer, inner);
         let mut request = Request::new(());
         if let Some(shutdown) = shutdown {
-            request.extensions_mut().insert(shutdown.clone());
+            let connection = crate::hyper::Connection::new(shutdown.clone(), true);
+            request.extensions_mut().insert(connection);
         }
         block_on(service.call(request)).unwrap().into_body()
     }

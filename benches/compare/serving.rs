@@ -213,7 +213,9 @@ pub fn connection_memory(cfg: &Config, report: &mut Report) {
     let conns = cfg.scaled_usize(1000);
     let mut group = Group::new(
         "5b",
-        format!("heap per idle keep-alive HTTP/1 connection, {conns} connections after one request each"),
+        format!(
+            "heap per idle keep-alive HTTP/1 connection, {conns} connections after one request each"
+        ),
         "B/conn",
     );
     for (_, name) in KINDS {
@@ -282,6 +284,7 @@ async fn held_per_connection(kind: Kind, conns: usize) -> f64 {
     // Lets every connection task finish its poll after the answer.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let grown = before.since().live;
+
     close.send(()).expect("client thread");
     clients.join().expect("client thread panicked");
     tokio::time::sleep(Duration::from_millis(50)).await;

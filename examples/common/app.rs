@@ -37,7 +37,7 @@ use http_body::{Body, Frame};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
-use wind_down::hyper::{EndAtTrigger, Http, HyperRuntime, IntoHyperIo};
+use wind_down::hyper::{Connection, EndAtTrigger, Http, HyperRuntime, IntoHyperIo};
 use wind_down::{Listener, Outcome, Server, Shutdown, SignalSource};
 
 /// The response body: a whole message, a stream that never ends, or one that
@@ -170,7 +170,11 @@ async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response
     }
     if path == "/events" {
         // The server's coordinator comes with the request.
-        let Some(shutdown) = req.extensions().get::<Shutdown>() else {
+        let Some(shutdown) = req
+            .extensions()
+            .get::<Connection>()
+            .map(Connection::shutdown)
+        else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "no coordinator\n".into());
         };
         let ticks = AppBody::Endless { sent_first: false };

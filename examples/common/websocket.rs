@@ -4,7 +4,7 @@
 // The session runs as in-flight work of the connection it came on (the request's
 // `wind_down::hyper::Connection`): the drain waits for it, a forced drain drops it
 // (reported as `websocket`), and `serve` returns only after it ended. At the
-// trigger (the request's `Shutdown`) it sends Close 1001, "going away", and ends
+// trigger (its connection's `Shutdown`) it sends Close 1001, "going away", and ends
 // once the client answered.
 
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub fn upgrade<R: Runtime>(
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY)?;
     let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
     let connection = req.extensions().get::<Connection>()?.clone();
-    let shutdown = req.extensions().get::<Shutdown>()?.clone();
+    let shutdown = connection.shutdown().clone();
     let upgrade = hyper::upgrade::on(&mut req);
     let live = live.cloned();
     let session = connection.track(async move {

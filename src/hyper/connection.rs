@@ -28,9 +28,10 @@ use std::time::Duration;
 use hyper::rt::{Read, Write};
 use pin_project_lite::pin_project;
 
-use super::go_away::{Activity, CLOSE_GRACE, GoAwayService, NoRequest};
+use super::go_away::{CLOSE_GRACE, GoAwayService, NoRequest};
 use super::protocols::{Detect, Http1Connection, Http2Connection, Protocol, Protocols, Rewind};
 use super::report::{ErrorHook, report};
+use super::request::Connection;
 use super::runtime::{BoxError, HyperRuntime};
 use super::service::ConnectionService;
 use crate::coordinator::Shutdown;
@@ -77,9 +78,10 @@ pin_project! {
             #[pin]
             conn: Http1Connection<I, GoAwayService<S>>,
         },
+        // Boxed: an h2 connection is twice the size of an HTTP/1 one, and every
+        // connection's task would carry the larger size inline.
         Http2 {
-            #[pin]
-            conn: Http2Connection<R, I, GoAwayService<S>>,
+            conn: Pin<Box<Http2Connection<R, I, GoAwayService<S>>>>,
         },
         Ended,
     }
@@ -110,7 +112,7 @@ pin_project! {
         closing: Closing<R>,
         // The trigger came before the first request: closed when this ends.
         no_request_by: Option<Sleep<R>>,
-        activity: Arc<Activity>,
+        connection: Connection,
         shared: Arc<Shared<R, A>>,
         peer: A,
     }
@@ -123,7 +125,7 @@ where
 {
     /// The connection from `peer`: `handshake`, then `making` its service.
     pub(crate) fn new(shared: Arc<Shared<R, A>>, peer: A, handshake: H, making: Mk) -> Self {
-        let activity = Activity::new(shared.shutdown.clone(), shared.go_away);
+        let connection = Connection::new(shared.shutdown.clone(), shared.go_away);
         let announced = shared.go_away.then(|| shared.shutdown.announced());
         HttpConnection {
             state: State::Handshake {
@@ -132,7 +134,7 @@ where
             },
             closing: Closing::Open { announced },
             no_request_by: None,
-            activity,
+            connection,
             shared,
             peer,
         }
@@ -165,7 +167,7 @@ where
                 }
                 StateProj::Making { making, io } => {
                     let service = std::task::ready!(making.poll(cx))?;
-                    let service = GoAwayService::new(service, this.activity.clone());
+                    let service = GoAwayService::new(service, this.connection.clone());
                     let (io, protocol) = io.take().expect("made once");
                     match protocol {
                         Some(protocol) => serve(this.shared, protocol, Rewind::new(io), service),
@@ -184,7 +186,7 @@ where
                     serve(this.shared, protocol, io, service)
                 }
                 StateProj::Http1 { conn } => return conn.poll(cx).map_err(Into::into),
-                StateProj::Http2 { conn } => return conn.poll(cx).map_err(Into::into),
+                StateProj::Http2 { conn } => return conn.as_mut().poll(cx).map_err(Into::into),
                 StateProj::Ended => return Poll::Ready(Ok(())),
             };
             self.as_mut().project().state.set(next);
@@ -210,7 +212,7 @@ where
         let this = self.as_mut().project();
         let triggered = matches!(this.closing, Closing::HeldBack { .. } | Closing::Asked);
         // Ended at shutdown before its first request: reported as such.
-        let result = if triggered && this.activity.requests() == 0 {
+        let result = if triggered && this.connection.requests() == 0 {
             Err(Box::new(NoRequest) as BoxError)
         } else {
             result
@@ -246,7 +248,7 @@ where
         },
         #[cfg(feature = "http2")]
         Protocol::Http2 => State::Http2 {
-            conn: shared.protocols.http2.serve_connection(io, service),
+            conn: Box::pin(shared.protocols.http2.serve_connection(io, service)),
         },
     }
 }
@@ -260,7 +262,7 @@ where
 {
     match state.project() {
         StateProj::Http1 { conn } => conn.graceful_shutdown(),
-        StateProj::Http2 { conn } => conn.graceful_shutdown(),
+        StateProj::Http2 { conn } => conn.as_mut().graceful_shutdown(),
         _ => {}
     }
 }
@@ -286,7 +288,7 @@ where
             let http2 = self.http2();
             let this = self.as_mut().project();
             if let Some(no_request_by) = this.no_request_by.as_mut() {
-                if this.activity.requests() > 0 {
+                if this.connection.requests() > 0 {
                     *this.no_request_by = None;
                 } else if no_request_by.as_mut().poll(cx).is_ready() {
                     // Dropped with this future: half-sent headers and the like,
@@ -299,7 +301,7 @@ where
                 Closing::Asked if !serving => return self.end(Ok(())),
                 Closing::HeldBack { grace, requests } => {
                     // A request started (during the poll above), or the grace is over.
-                    let started = this.activity.requests() > *requests;
+                    let started = this.connection.requests() > *requests;
                     if !started && grace.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -308,7 +310,7 @@ where
                 }
                 Closing::Open {
                     announced: Some(announced),
-                } if http2 && this.activity.requests() > 0 => {
+                } if http2 && this.connection.requests() > 0 => {
                     if Pin::new(announced).poll(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -340,7 +342,7 @@ where
         let http2 = self.http2();
         let this = self.as_mut().project();
         let runtime = &this.shared.runtime;
-        let requests = this.activity.requests();
+        let requests = this.connection.requests();
         if requests == 0 && this.no_request_by.is_none() {
             let grace = this.shared.pre_request_grace;
             *this.no_request_by = Some(Box::pin(runtime.sleep(grace)));
@@ -356,7 +358,7 @@ where
         }
         let long_idle = serving_or_detecting
             && this
-                .activity
+                .connection
                 .idle_for()
                 .is_some_and(|idle| idle >= CLOSE_GRACE);
         if long_idle || http2 {
@@ -502,7 +504,10 @@ mod tests {
     fn a_fresh_connection_is_held_back() {
         let (mut conn, _client, shutdown) = accept();
         assert!(poll(&mut conn).is_pending());
-        assert!(!trigger(conn, &shutdown), "closed within CLOSE_GRACE of its accept");
+        assert!(
+            !trigger(conn, &shutdown),
+            "closed within CLOSE_GRACE of its accept"
+        );
     }
 
     #[test]
@@ -528,7 +533,10 @@ mod tests {
         let (mut conn, _client, shutdown) = accept();
         assert!(poll(&mut conn).is_pending());
         later();
-        assert!(trigger(conn, &shutdown), "held back although silent since its accept");
+        assert!(
+            trigger(conn, &shutdown),
+            "held back although silent since its accept"
+        );
     }
 
     #[test]
@@ -550,7 +558,10 @@ mod tests {
         // and the connection closes after it, in the same poll.
         let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
         futures_lite::future::block_on(client.write_all(request)).unwrap();
-        assert!(poll(&mut conn).is_ready(), "kept open after its last answer");
+        assert!(
+            poll(&mut conn).is_ready(),
+            "kept open after its last answer"
+        );
         let answer = answer(&mut client);
         assert!(answer.ends_with("hello\n"), "{answer}");
         assert!(answer.contains("connection: close"), "{answer}");

@@ -1,6 +1,7 @@
-//! Going away: what a connection of the HTTP layer shares with its service
-//! ([`Activity`]), and the service's part ([`GoAwayService`]). The connection's
-//! part, asking hyper to close, is in `connection.rs`; the rules of both:
+//! Going away: the service's part ([`GoAwayService`]), which counts a
+//! connection's requests and answers in its [`Connection`] and says
+//! `connection: close`. The connection's part, asking hyper to close, is in
+//! `connection.rs`; the rules of both:
 //!
 //! Invariants:
 //! - an HTTP/1 response completed after the announcement (after the trigger, with
@@ -35,16 +36,15 @@
 //!   way or by hyper) ends with [`NoRequest`], reported as a connection error of
 //!   the peer's;
 //! - with going away off, nothing changes until the trigger;
-//! - every request carries the server's [`Shutdown`] and its
-//!   [`Connection`] in its extensions, for handlers (guards, upgraded sessions,
-//!   [`EndAtTrigger`](super::EndAtTrigger)).
+//! - every request carries its [`Connection`] in its extensions, with the
+//!   server's [`Shutdown`](crate::Shutdown), for handlers (guards, upgraded
+//!   sessions, [`EndAtTrigger`](super::EndAtTrigger)); one reference count of
+//!   the connection's own is taken per request, none of the server's.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue};
@@ -53,8 +53,6 @@ use hyper::{Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
 use super::request::Connection;
-use crate::coordinator::Shutdown;
-use crate::coordinator::phase::Phase;
 
 /// How long, from the trigger, an HTTP/1 connection active within this time may
 /// take to start a request whose bytes were already sent before it is asked to
@@ -65,21 +63,6 @@ pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
 /// (a silent peer, half-sent headers, an HTTP/2 preface without SETTINGS) may
 /// take to start one before it is closed, by default (1 s).
 pub const DEFAULT_PRE_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
-/// One connection's activity, shared by the connection and its service: the
-/// server's coordinator, whether it goes away at the announcement, and how many
-/// requests it started and answered, and when it was last active.
-pub(crate) struct Activity {
-    shutdown: Shutdown,
-    go_away: bool,
-    requests: AtomicU64,
-    /// HTTP/1 requests whose response was produced.
-    answered: AtomicU64,
-    accepted_at: Instant,
-    /// When it was last active (accepted, or a response produced), in
-    /// nanoseconds after `accepted_at`; written before `answered` counts.
-    last_active: AtomicU64,
-}
 
 /// Why a connection was closed at shutdown: it had not started a request (a
 /// silent peer, half-sent headers, an incomplete HTTP/2 preface). Reported like
@@ -95,61 +78,17 @@ impl std::fmt::Display for NoRequest {
 
 impl std::error::Error for NoRequest {}
 
-impl Activity {
-    /// A connection's activity, from its accept on.
-    pub(crate) fn new(shutdown: Shutdown, go_away: bool) -> Arc<Activity> {
-        Arc::new(Activity {
-            shutdown,
-            go_away,
-            requests: AtomicU64::new(0),
-            answered: AtomicU64::new(0),
-            accepted_at: Instant::now(),
-            last_active: AtomicU64::new(0),
-        })
-    }
-
-    /// How many requests were started.
-    pub(crate) fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Acquire)
-    }
-
-    /// Notes an HTTP/1 response produced now.
-    fn answered(&self) {
-        let now = u64::try_from(self.accepted_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_active.store(now, Ordering::Relaxed);
-        self.answered.fetch_add(1, Ordering::Release);
-    }
-
-    /// How long the connection has been idle: since it was accepted or since its
-    /// last response, with no request in flight; `None` while one is.
-    pub(crate) fn idle_for(&self) -> Option<Duration> {
-        let answered = self.answered.load(Ordering::Acquire);
-        if answered < self.requests() {
-            return None;
-        }
-        let since = Duration::from_nanos(self.last_active.load(Ordering::Relaxed));
-        Some(self.accepted_at.elapsed().saturating_sub(since))
-    }
-
-    /// Whether an HTTP/1 response must say `connection: close`: once triggered,
-    /// and from the announcement on when going away.
-    fn closing(&self) -> bool {
-        let phase = self.shutdown.phase();
-        phase >= Phase::Triggered || (self.go_away && phase >= Phase::Announced)
-    }
-}
-
 /// A service served by the HTTP layer: each request carries the server's
 /// coordinator and its connection in its extensions, and HTTP/1 responses say
 /// `connection: close` once shutdown is announced (if going away).
 pub(crate) struct GoAwayService<S> {
     inner: S,
-    activity: Arc<Activity>,
+    connection: Connection,
 }
 
 impl<S> GoAwayService<S> {
-    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
-        GoAwayService { inner, activity }
+    pub(crate) fn new(inner: S, connection: Connection) -> Self {
+        GoAwayService { inner, connection }
     }
 }
 
@@ -162,15 +101,12 @@ where
     type Future = GoAwayFuture<S::Future>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        let extensions = request.extensions_mut();
-        let shutdown = &self.activity.shutdown;
-        extensions.insert(shutdown.clone());
-        extensions.insert(Connection::current(shutdown));
-        self.activity.requests.fetch_add(1, Ordering::AcqRel);
+        self.connection.started();
+        request.extensions_mut().insert(self.connection.clone());
         let http1 = request.version() < Version::HTTP_2;
         GoAwayFuture {
             inner: self.inner.call(request),
-            activity: http1.then(|| self.activity.clone()),
+            connection: http1.then(|| self.connection.clone()),
         }
     }
 }
@@ -183,7 +119,7 @@ pin_project! {
         #[pin]
         inner: F,
         // For an HTTP/1 request only.
-        activity: Option<Arc<Activity>>,
+        connection: Option<Connection>,
     }
 }
 
@@ -196,12 +132,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx));
-        if let Some(activity) = this.activity.as_ref() {
-            activity.answered();
+        if let Some(connection) = this.connection.as_ref() {
+            connection.answered();
         }
-        if let (Ok(response), Some(activity)) = (&mut response, this.activity.as_ref()) {
+        if let (Ok(response), Some(connection)) = (&mut response, this.connection.as_ref()) {
             // An upgrade (a WebSocket) keeps its `connection: upgrade`.
-            if activity.closing() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            if connection.closing() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

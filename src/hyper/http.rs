@@ -57,8 +57,9 @@ use crate::server::{ServeError, Server};
 /// go away while the server still accepts: see
 /// [`go_away_during_delay`](Http::go_away_during_delay).
 ///
-/// Each request carries the server's [`Shutdown`](crate::Shutdown) and its
-/// [`Connection`](super::Connection) in its extensions, for handlers: a
+/// Each request carries its [`Connection`](super::Connection) in its extensions,
+/// and the connection the server's [`Shutdown`](crate::Shutdown)
+/// ([`Connection::shutdown`](super::Connection::shutdown)), for handlers: a
 /// [guard](crate::Shutdown::guard), [`Connection::track`](super::Connection::track)
 /// for work that outlives the response (an upgraded WebSocket session),
 /// [`triggered`](crate::Shutdown::triggered) to say goodbye, and
