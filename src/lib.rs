@@ -23,7 +23,8 @@
 //!      is still running, at any time.
 //! 2. **The server** ([`Server`]): the one accept loop for every [`Runtime`] and
 //!    [`Listener`]: connection limit, accept-error back-off, drain delay, one grace
-//!    period for the whole shutdown, and signals through a [`SignalSource`].
+//!    period for the whole shutdown, signals through a [`SignalSource`], and its
+//!    lifecycle told to each [`Observer`] (systemd, `tracing`, metrics).
 //! 3. **The runtime adapters**, features `tokio` and `smol`: runtime, listeners and
 //!    signals for each.
 //! 4. **The HTTP layer**, feature `hyper` (or `http1` or `http2` alone):

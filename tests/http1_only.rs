@@ -1,7 +1,7 @@
 //! The HTTP/1-only build (`--features smol,http1`, no h2): a request is served
 //! over real TCP on 127.0.0.1 and answered with `connection: close` during the
 //! drain. CI runs it with exactly those features; with `hyper` on, it serves the
-//! same way through the auto builder. Timeouts only catch hangs.
+//! same way, the protocol detected from the first bytes. Timeouts only catch hangs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -31,7 +31,7 @@ impl hyper::service::Service<Request<Incoming>> for Hello {
     }
 }
 
-/// hyper-util's auto builder with the same settings as `wind_down::hyper::Http::new`
+/// hyper-util's auto builder with the same settings as wind-down's HTTP layer
 /// on tokio (timers, HTTP/1 header read timeout), for the servers without wind-down.
 pub fn auto_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());

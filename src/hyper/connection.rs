@@ -23,32 +23,20 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use hyper::rt::{Read, Write};
 use pin_project_lite::pin_project;
 
 use super::go_away::{CLOSE_GRACE, GoAwayService, NoRequest};
-use super::protocols::{Detect, Http1Connection, Http2Connection, Protocol, Protocols, Rewind};
-use super::report::{ErrorHook, report};
+use super::protocols::{Detect, Http1Connection, Http2Connection, Protocol, Rewind};
+use super::report::report;
 use super::request::Connection;
 use super::runtime::{BoxError, HyperRuntime};
 use super::service::ConnectionService;
-use crate::coordinator::Shutdown;
+use super::shared::Shared;
 use crate::coordinator::wait::Wait;
 use crate::coordinator::watch::GracefulConnection;
 use crate::server::runtime::Runtime;
-
-/// What every connection of one HTTP layer shares.
-pub(crate) struct Shared<R, A> {
-    pub(crate) runtime: R,
-    pub(crate) protocols: Protocols<R>,
-    pub(crate) shutdown: Shutdown,
-    /// Whether connections go away at the announcement.
-    pub(crate) go_away: bool,
-    pub(crate) pre_request_grace: Duration,
-    pub(crate) on_error: Option<ErrorHook<A>>,
-}
 
 type Sleep<R> = Pin<Box<<R as Runtime>::Sleep>>;
 
@@ -121,6 +109,10 @@ pin_project! {
 impl<R, A, H, Mk, I, S> HttpConnection<R, A, H, Mk, I, S>
 where
     R: HyperRuntime,
+    A: fmt::Debug,
+    H: Future<Output = io::Result<(I, Option<Vec<u8>>)>>,
+    I: Read + Write + Unpin + Send + 'static,
+    Mk: Future<Output = Result<S, BoxError>>,
     S: ConnectionService,
 {
     /// The connection from `peer`: `handshake`, then `making` its service.
@@ -139,21 +131,11 @@ where
             peer,
         }
     }
-}
 
-impl<R, A, H, Mk, I, S> HttpConnection<R, A, H, Mk, I, S>
-where
-    R: HyperRuntime,
-    A: fmt::Debug,
-    H: Future<Output = io::Result<(I, Option<Vec<u8>>)>>,
-    I: Read + Write + Unpin + Send + 'static,
-    Mk: Future<Output = Result<S, BoxError>>,
-    S: ConnectionService,
-{
     /// Drives the state to hyper's connection, and that to its end.
     fn poll_state(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Bounded: each round moves the state forward, at most four times.
         loop {
+            // Bounded: each round moves the state forward, at most four times.
             let this = self.as_mut().project();
             let next = match this.state.project() {
                 StateProj::Handshake { handshake, making } => {
@@ -170,7 +152,9 @@ where
                     let service = GoAwayService::new(service, this.connection.clone());
                     let (io, protocol) = io.take().expect("made once");
                     match protocol {
-                        Some(protocol) => serve(this.shared, protocol, Rewind::new(io), service),
+                        Some(protocol) => {
+                            State::serve(this.shared, protocol, Rewind::new(io), service)
+                        }
                         #[cfg(all(feature = "http1", feature = "http2"))]
                         None => State::Detecting {
                             read: Detect::new(io),
@@ -183,7 +167,7 @@ where
                 StateProj::Detecting { read, service } => {
                     let (protocol, io) = std::task::ready!(read.poll(cx))?;
                     let service = service.take().expect("detected once");
-                    serve(this.shared, protocol, io, service)
+                    State::serve(this.shared, protocol, io, service)
                 }
                 StateProj::Http1 { conn } => return conn.poll(cx).map_err(Into::into),
                 StateProj::Http2 { conn } => return conn.as_mut().poll(cx).map_err(Into::into),
@@ -193,18 +177,15 @@ where
             // hyper's connection asked before it existed: asked once it does.
             let this = self.as_mut().project();
             if matches!(this.closing, Closing::Asked) {
-                ask(this.state);
+                this.state.ask();
             }
         }
     }
 
-    /// Whether hyper serves the connection yet.
-    fn serving(&self) -> bool {
-        matches!(self.state, State::Http1 { .. } | State::Http2 { .. })
-    }
-
-    fn http2(&self) -> bool {
-        matches!(self.state, State::Http2 { .. })
+    /// Whether hyper serves the connection yet, and whether over HTTP/2.
+    fn serving(&self) -> (bool, bool) {
+        let http2 = matches!(self.state, State::Http2 { .. });
+        (http2 || matches!(self.state, State::Http1 { .. }), http2)
     }
 
     /// Ends the connection with `result`, reporting its error.
@@ -225,45 +206,42 @@ where
     }
 }
 
-/// hyper's connection of `protocol` on `io`, serving `service`.
-fn serve<R, A, H, Mk, I, S>(
-    shared: &Shared<R, A>,
-    protocol: Protocol,
-    io: Rewind<I>,
-    service: GoAwayService<S>,
-) -> State<R, H, Mk, I, S>
+impl<R, H, Mk, I, S> State<R, H, Mk, I, S>
 where
     R: HyperRuntime,
     I: Read + Write + Unpin + Send + 'static,
     S: ConnectionService,
 {
-    match protocol {
-        #[cfg(feature = "http1")]
-        Protocol::Http1 => State::Http1 {
-            conn: shared
-                .protocols
-                .http1
-                .serve_connection(io, service)
-                .with_upgrades(),
-        },
-        #[cfg(feature = "http2")]
-        Protocol::Http2 => State::Http2 {
-            conn: Box::pin(shared.protocols.http2.serve_connection(io, service)),
-        },
+    /// hyper's connection of `protocol` on `io`, serving `service`.
+    fn serve<A>(
+        shared: &Shared<R, A>,
+        protocol: Protocol,
+        io: Rewind<I>,
+        service: GoAwayService<S>,
+    ) -> Self {
+        let protocols = &shared.protocols;
+        match protocol {
+            #[cfg(feature = "http1")]
+            Protocol::Http1 => State::Http1 {
+                conn: protocols
+                    .http1
+                    .serve_connection(io, service)
+                    .with_upgrades(),
+            },
+            #[cfg(feature = "http2")]
+            Protocol::Http2 => State::Http2 {
+                conn: Box::pin(protocols.http2.serve_connection(io, service)),
+            },
+        }
     }
-}
 
-/// Asks hyper's connection, if there is one yet, to close gracefully.
-fn ask<R, H, Mk, I, S>(state: Pin<&mut State<R, H, Mk, I, S>>)
-where
-    R: HyperRuntime,
-    I: Read + Write + Unpin + Send + 'static,
-    S: ConnectionService,
-{
-    match state.project() {
-        StateProj::Http1 { conn } => conn.graceful_shutdown(),
-        StateProj::Http2 { conn } => conn.as_mut().graceful_shutdown(),
-        _ => {}
+    /// Asks hyper's connection, if there is one yet, to close gracefully.
+    fn ask(self: Pin<&mut Self>) {
+        match self.project() {
+            StateProj::Http1 { conn } => conn.graceful_shutdown(),
+            StateProj::Http2 { conn } => conn.as_mut().graceful_shutdown(),
+            _ => {}
+        }
     }
 }
 
@@ -284,8 +262,7 @@ where
             if let Poll::Ready(result) = self.as_mut().poll_state(cx) {
                 return self.end(result);
             }
-            let serving = self.serving();
-            let http2 = self.http2();
+            let (serving, http2) = self.serving();
             let this = self.as_mut().project();
             if let Some(no_request_by) = this.no_request_by.as_mut() {
                 if this.connection.requests() > 0 {
@@ -306,7 +283,7 @@ where
                         return Poll::Pending;
                     }
                     *this.closing = Closing::Asked;
-                    ask(this.state);
+                    this.state.ask();
                 }
                 Closing::Open {
                     announced: Some(announced),
@@ -315,7 +292,7 @@ where
                         return Poll::Pending;
                     }
                     *this.closing = Closing::WentAway;
-                    ask(this.state);
+                    this.state.ask();
                 }
                 _ => return Poll::Pending,
             }
@@ -332,14 +309,12 @@ where
     Mk: Future<Output = Result<S, BoxError>>,
     S: ConnectionService,
 {
-    /// The trigger's ask: at once for HTTP/2 and for a connection idle for longer
-    /// than [`CLOSE_GRACE`], held back for another; and the pre-request grace for
-    /// a connection without a request yet (see `go_away.rs`; the next poll
-    /// follows at once).
+    /// The trigger's ask, and the pre-request grace for a connection without a
+    /// request yet, by `go_away.rs`'s rules (the next poll follows at once).
     fn graceful_shutdown(mut self: Pin<&mut Self>) {
         let serving_or_detecting =
             !matches!(self.state, State::Handshake { .. } | State::Making { .. });
-        let http2 = self.http2();
+        let (_, http2) = self.serving();
         let this = self.as_mut().project();
         let runtime = &this.shared.runtime;
         let requests = this.connection.requests();
@@ -363,7 +338,7 @@ where
                 .is_some_and(|idle| idle >= CLOSE_GRACE);
         if long_idle || http2 {
             *this.closing = Closing::Asked;
-            ask(this.state);
+            this.state.ask();
         } else {
             let grace = Box::pin(runtime.sleep(CLOSE_GRACE));
             *this.closing = Closing::HeldBack { grace, requests };
@@ -372,198 +347,4 @@ where
 }
 
 #[cfg(all(test, feature = "tokio", feature = "http1"))]
-mod tests {
-    //! The trigger's ask on a real hyper HTTP/1 connection over an in-memory
-    //! stream, poll by poll, with timers that never fire: whether it is asked at
-    //! once (an idle connection closes on the next poll) or held back (it stays)
-    //! depends only on how long the connection has been idle.
-
-    use std::convert::Infallible;
-    use std::future::{Pending, Ready, pending, ready};
-    use std::time::{Duration, Instant};
-
-    use hyper::body::Incoming;
-    use hyper::{Request, Response};
-    use hyper_util::rt::TokioIo;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-
-    use super::*;
-    use crate::hyper::go_away::CLOSE_GRACE;
-
-    /// A runtime whose timers never fire, and that spawns nothing.
-    #[derive(Clone)]
-    struct Frozen;
-
-    struct Never;
-
-    impl Future for Never {
-        type Output = ();
-        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-            Poll::Pending
-        }
-    }
-
-    impl hyper::rt::Sleep for Never {}
-
-    impl hyper::rt::Timer for Frozen {
-        fn sleep(&self, _: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-            Box::pin(Never)
-        }
-        fn sleep_until(&self, _: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-            Box::pin(Never)
-        }
-    }
-
-    impl Runtime for Frozen {
-        type Sleep = Pending<()>;
-        fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _: F) {
-            unreachable!("HTTP/1 spawns nothing")
-        }
-        fn sleep(&self, _: Duration) -> Pending<()> {
-            pending()
-        }
-    }
-
-    impl HyperRuntime for Frozen {
-        type Timer = Frozen;
-        fn hyper_timer(&self) -> Frozen {
-            Frozen
-        }
-    }
-
-    /// Answers `/` at once; `/stuck` never.
-    #[derive(Clone)]
-    struct App;
-
-    impl hyper::service::Service<Request<Incoming>> for App {
-        type Response = Response<String>;
-        type Error = Infallible;
-        type Future = Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>;
-        fn call(&self, request: Request<Incoming>) -> Self::Future {
-            if request.uri().path() == "/stuck" {
-                return Box::pin(pending());
-            }
-            Box::pin(ready(Ok(Response::new("hello\n".to_string()))))
-        }
-    }
-
-    type Io = TokioIo<DuplexStream>;
-    type Handshake = Ready<io::Result<(Io, Option<Vec<u8>>)>>;
-    type Making = Ready<Result<App, BoxError>>;
-    type Conn = Pin<Box<HttpConnection<Frozen, &'static str, Handshake, Making, Io, App>>>;
-
-    /// A connection, accepted now, its client's end, and its server's coordinator.
-    fn accept() -> (Conn, DuplexStream, Shutdown) {
-        let (client, server) = tokio::io::duplex(4096);
-        let shutdown = Shutdown::new();
-        let shared = Arc::new(Shared {
-            runtime: Frozen,
-            protocols: Protocols::new(&Frozen),
-            shutdown: shutdown.clone(),
-            go_away: false,
-            pre_request_grace: Duration::from_secs(1),
-            on_error: None,
-        });
-        let handshake = ready(Ok((TokioIo::new(server), Some(b"http/1.1".to_vec()))));
-        let conn = HttpConnection::new(shared, "peer", handshake, ready(Ok(App)));
-        (Box::pin(conn), client, shutdown)
-    }
-
-    fn poll(conn: &mut Conn) -> Poll<()> {
-        let waker = std::task::Waker::noop();
-        conn.as_mut().poll(&mut Context::from_waker(waker))
-    }
-
-    /// Sends a request for `path` and polls the connection until it took it.
-    fn request(conn: &mut Conn, client: &mut DuplexStream, path: &str) {
-        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
-        futures_lite::future::block_on(client.write_all(request.as_bytes())).unwrap();
-        assert!(poll(conn).is_pending(), "closed on a request");
-    }
-
-    /// Reads the answer of `/`.
-    fn answer(client: &mut DuplexStream) -> String {
-        let mut bytes = [0u8; 1024];
-        let n = futures_lite::future::block_on(client.read(&mut bytes)).unwrap();
-        String::from_utf8_lossy(&bytes[..n]).into_owned()
-    }
-
-    /// Triggers as the watcher does, then polls: whether the connection ended.
-    fn trigger(mut conn: Conn, shutdown: &Shutdown) -> bool {
-        assert!(poll(&mut conn).is_pending(), "ended before the trigger");
-        shutdown.trigger();
-        conn.as_mut().graceful_shutdown();
-        poll(&mut conn).is_ready()
-    }
-
-    fn later() {
-        std::thread::sleep(CLOSE_GRACE + Duration::from_millis(50));
-    }
-
-    #[test]
-    fn a_fresh_connection_is_held_back() {
-        let (mut conn, _client, shutdown) = accept();
-        assert!(poll(&mut conn).is_pending());
-        assert!(
-            !trigger(conn, &shutdown),
-            "closed within CLOSE_GRACE of its accept"
-        );
-    }
-
-    #[test]
-    fn a_connection_answered_just_now_is_held_back() {
-        let (mut conn, mut client, shutdown) = accept();
-        later();
-        request(&mut conn, &mut client, "/");
-        assert!(answer(&mut client).ends_with("hello\n"));
-        assert!(!trigger(conn, &shutdown), "closed right after its response");
-    }
-
-    #[test]
-    fn a_connection_idle_for_longer_than_the_grace_is_closed_at_once() {
-        let (mut conn, mut client, shutdown) = accept();
-        request(&mut conn, &mut client, "/");
-        assert!(answer(&mut client).ends_with("hello\n"));
-        later();
-        assert!(trigger(conn, &shutdown), "held back although long idle");
-    }
-
-    #[test]
-    fn a_silent_connection_older_than_the_grace_is_closed_at_once() {
-        let (mut conn, _client, shutdown) = accept();
-        assert!(poll(&mut conn).is_pending());
-        later();
-        assert!(
-            trigger(conn, &shutdown),
-            "held back although silent since its accept"
-        );
-    }
-
-    #[test]
-    fn a_request_in_flight_is_held_back_however_old() {
-        let (mut conn, mut client, shutdown) = accept();
-        request(&mut conn, &mut client, "/stuck");
-        later();
-        assert!(!trigger(conn, &shutdown), "closed with a request in flight");
-    }
-
-    #[test]
-    fn a_held_back_connection_is_asked_when_a_request_starts() {
-        let (mut conn, mut client, shutdown) = accept();
-        assert!(poll(&mut conn).is_pending());
-        shutdown.trigger();
-        conn.as_mut().graceful_shutdown();
-        assert!(poll(&mut conn).is_pending(), "not held back");
-        // The request already on its way: served, with `connection: close`,
-        // and the connection closes after it, in the same poll.
-        let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
-        futures_lite::future::block_on(client.write_all(request)).unwrap();
-        assert!(
-            poll(&mut conn).is_ready(),
-            "kept open after its last answer"
-        );
-        let answer = answer(&mut client);
-        assert!(answer.ends_with("hello\n"), "{answer}");
-        assert!(answer.contains("connection: close"), "{answer}");
-    }
-}
+mod tests;

@@ -10,7 +10,7 @@ use hyper::server::conn::http1;
 #[cfg(feature = "http2")]
 use hyper::server::conn::http2;
 
-use super::connection::{HttpConnection, Shared};
+use super::connection::HttpConnection;
 use super::go_away::DEFAULT_PRE_REQUEST_GRACE;
 #[cfg(feature = "http1")]
 use super::health::Health;
@@ -18,6 +18,7 @@ use super::protocols::Protocols;
 use super::report::ErrorHook;
 use super::runtime::HyperRuntime;
 use super::service::IntoHttpService;
+use super::shared::Shared;
 #[cfg(feature = "http2")]
 use super::streams::StreamExec;
 #[cfg(feature = "tls")]

@@ -18,7 +18,8 @@
 //! the protocol of each connection), `transport.rs` and `tls.rs` (what runs
 //! before HTTP), `health.rs`, `report.rs` (connection errors), `request.rs`
 //! ([`Connection`]), `body.rs` ([`EndAtTrigger`]), `streams.rs` (HTTP/2 streams
-//! in their connection's task), `runtime.rs`.
+//! in their connection's task), `shared.rs` (what the layer gives every
+//! connection), `runtime.rs`.
 //!
 //! A peer that misbehaves is cut at the server's grace period.
 
@@ -44,6 +45,7 @@ mod report;
 mod request;
 pub(crate) mod runtime;
 mod service;
+mod shared;
 mod streams;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -1,0 +1,272 @@
+//! The HTTP layer's one entry and the server's lifecycle, on tokio and on smol,
+//! over real TCP on 127.0.0.1:
+//! - `Http::serve` serves a hyper service, a tower service of requests and a
+//!   tower make-service (called with each connection's peer address), each
+//!   request carrying its `Connection`;
+//! - an `Observer` hears ready, stopping, drain started and ended, in that
+//!   order, once each, with the watchers in flight.
+//!
+//! Timeouts only catch hangs.
+
+#![cfg(all(feature = "tokio", feature = "smol", feature = "http1"))]
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use wind_down::hyper::{Connection, Http, HyperRuntime, IntoHttpService, IntoHyperIo};
+use wind_down::{Listener, Observer, Outcome, Report, ServeError, Server, Shutdown};
+
+const HANG: Duration = Duration::from_secs(60);
+
+/// What a request's handler answers: its path and whether it found its
+/// connection (with the server's coordinator) in the extensions.
+fn answer(request: &Request<Incoming>) -> Response<String> {
+    let connection = request.extensions().get::<Connection>();
+    let running = connection.is_some_and(|c| c.shutdown().is_ready());
+    Response::new(format!("{} connection={running}", request.uri().path()))
+}
+
+/// GET `path`, with `connection: close`; the whole response.
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(HANG)).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    response
+}
+
+/// Starts `serve` on a runtime of its own in a thread; returns the address, the
+/// coordinator and the serve result's receiver.
+trait OnRuntime {
+    fn start<Svc, Via>(
+        service: Svc,
+        observer: Option<Recorder>,
+    ) -> (
+        SocketAddr,
+        Shutdown,
+        std::sync::mpsc::Receiver<Result<Outcome, ServeError>>,
+    )
+    where
+        Svc: IntoHttpService<SocketAddr, Via> + Send,
+        Via: 'static;
+}
+
+async fn serve<R, L, Svc, Via>(server: Server<R, L>, service: Svc) -> Result<Outcome, ServeError>
+where
+    R: HyperRuntime,
+    L: Listener<Addr = SocketAddr>,
+    L::Io: IntoHyperIo,
+    Svc: IntoHttpService<SocketAddr, Via>,
+{
+    Http::new(server).serve(service).await
+}
+
+struct OnTokio;
+
+impl OnRuntime for OnTokio {
+    fn start<Svc, Via>(
+        service: Svc,
+        observer: Option<Recorder>,
+    ) -> (
+        SocketAddr,
+        Shutdown,
+        std::sync::mpsc::Receiver<Result<Outcome, ServeError>>,
+    )
+    where
+        Svc: IntoHttpService<SocketAddr, Via> + Send,
+        Via: 'static,
+    {
+        let (started, start) = std::sync::mpsc::channel();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut server =
+                    Server::new(wind_down::tokio::Tokio::current(), listener).grace_period(HANG);
+                if let Some(observer) = observer {
+                    server = server.observe(observer);
+                }
+                started
+                    .send((server.local_addr().unwrap(), server.shutdown()))
+                    .unwrap();
+                let _ = done.send(serve(server, service).await);
+            });
+        });
+        let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
+        (addr, shutdown, result)
+    }
+}
+
+struct OnSmol;
+
+impl OnRuntime for OnSmol {
+    fn start<Svc, Via>(
+        service: Svc,
+        observer: Option<Recorder>,
+    ) -> (
+        SocketAddr,
+        Shutdown,
+        std::sync::mpsc::Receiver<Result<Outcome, ServeError>>,
+    )
+    where
+        Svc: IntoHttpService<SocketAddr, Via> + Send,
+        Via: 'static,
+    {
+        let (started, start) = std::sync::mpsc::channel();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let executor = Arc::new(smol::Executor::new());
+            let runtime = wind_down::smol::Smol::new(executor.clone());
+            smol::block_on(executor.run(async move {
+                let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut server = Server::new(runtime, listener).grace_period(HANG);
+                if let Some(observer) = observer {
+                    server = server.observe(observer);
+                }
+                started
+                    .send((server.local_addr().unwrap(), server.shutdown()))
+                    .unwrap();
+                let _ = done.send(serve(server, service).await);
+            }));
+        });
+        let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
+        (addr, shutdown, result)
+    }
+}
+
+fn stop(shutdown: &Shutdown, result: &std::sync::mpsc::Receiver<Result<Outcome, ServeError>>) {
+    shutdown.trigger();
+    let outcome = result.recv_timeout(HANG).expect("serve returned");
+    assert_eq!(outcome.expect("served"), Outcome::Drained);
+}
+
+fn serves_a_hyper_service<H: OnRuntime>() {
+    let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+        Ok::<_, Infallible>(answer(&request))
+    });
+    let (addr, shutdown, result) = H::start(service, None);
+    let response = get(addr, "/hyper");
+    assert!(response.ends_with("/hyper connection=true"), "{response}");
+    stop(&shutdown, &result);
+}
+
+fn serves_a_tower_service<H: OnRuntime>() {
+    let service = tower::service_fn(|request: Request<Incoming>| async move {
+        Ok::<_, Infallible>(answer(&request))
+    });
+    let (addr, shutdown, result) = H::start(service, None);
+    let response = get(addr, "/tower");
+    assert!(response.ends_with("/tower connection=true"), "{response}");
+    stop(&shutdown, &result);
+}
+
+fn serves_a_make_service_with_the_peer_address<H: OnRuntime>() {
+    // Makes each connection's service from its peer: the answer names it.
+    let make = tower::service_fn(|peer: SocketAddr| async move {
+        Ok::<_, Infallible>(tower::service_fn(
+            move |request: Request<Incoming>| async move {
+                let mut response = answer(&request);
+                response
+                    .body_mut()
+                    .push_str(&format!(" peer={}", peer.ip()));
+                Ok::<_, Infallible>(response)
+            },
+        ))
+    });
+    let (addr, shutdown, result) = H::start(make, None);
+    let response = get(addr, "/made");
+    assert!(
+        response.ends_with("/made connection=true peer=127.0.0.1"),
+        "{response}"
+    );
+    stop(&shutdown, &result);
+}
+
+/// Records what an `Observer` hears.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Recorder {
+    fn heard(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl Observer for Recorder {
+    fn ready(&self) {
+        self.0.lock().unwrap().push("ready".into());
+    }
+    fn stopping(&self, in_flight: usize, left: Duration) {
+        assert_eq!(
+            left, HANG,
+            "the whole grace period is left at the announcement"
+        );
+        self.0.lock().unwrap().push(format!("stopping {in_flight}"));
+    }
+    fn drain_started(&self, in_flight: usize, _: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("drain started {in_flight}"));
+    }
+    fn draining(&self, _: &Report, _: Option<Duration>) {
+        self.0.lock().unwrap().push("draining".into());
+    }
+    fn ended(&self, outcome: &Outcome) {
+        self.0.lock().unwrap().push(format!("ended {outcome}"));
+    }
+}
+
+fn an_observer_hears_the_lifecycle_in_order<H: OnRuntime>() {
+    let recorder = Recorder::default();
+    let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+        Ok::<_, Infallible>(answer(&request))
+    });
+    let (addr, shutdown, result) = H::start(service, Some(recorder.clone()));
+    // An idle keep-alive connection is in flight at the announcement.
+    let mut idle = TcpStream::connect(addr).expect("connect");
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 64];
+    idle.set_read_timeout(Some(HANG)).unwrap();
+    assert!(idle.read(&mut first).expect("an answer") > 0);
+    assert_eq!(recorder.heard(), ["ready"]);
+    stop(&shutdown, &result);
+    let heard = recorder.heard();
+    let without_ticks: Vec<_> = heard.iter().filter(|e| *e != "draining").collect();
+    assert_eq!(
+        without_ticks,
+        ["ready", "stopping 1", "drain started 1", "ended drained"],
+        "{heard:?}"
+    );
+}
+
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_runtime {
+            $( #[test] fn $name() { super::$name::<super::OnTokio>() } )*
+        }
+        mod smol_runtime {
+            $( #[test] fn $name() { super::$name::<super::OnSmol>() } )*
+        }
+    };
+}
+
+on_both_runtimes!(
+    serves_a_hyper_service,
+    serves_a_tower_service,
+    serves_a_make_service_with_the_peer_address,
+    an_observer_hears_the_lifecycle_in_order,
+);
