@@ -23,7 +23,7 @@ use wind_down::smol::{Signals, Smol};
 /// Worker threads running the executor, besides the main thread.
 const WORKERS: usize = 2;
 
-fn main() -> std::io::Result<std::process::ExitCode> {
+pub fn main() -> std::io::Result<std::process::ExitCode> {
     // Register the signal handlers first: a signal from now on starts the drain.
     let signals = Signals::new()?;
     let executor = Arc::new(smol::Executor::new());
@@ -37,6 +37,10 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         }
         let outcome = smol::block_on(executor.run(async {
             let listener = smol::net::TcpListener::try_from(app::listener(&app::addr_from_env())?)?;
+            // With the `upgrade` feature, SIGUSR2 hands the socket to a new process.
+            #[cfg(feature = "upgrade")]
+            let signals =
+                app::upgradable(&listener, signals, wind_down::smol::UpgradeSignal::new()?)?;
             let runtime = Smol::new(executor.clone());
             std::io::Result::Ok(
                 app::run(runtime, listener, signals, app::deadline_from_env()).await,

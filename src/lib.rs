@@ -146,6 +146,11 @@
 #![warn(missing_docs)]
 
 mod coordinator;
+#[cfg(any(
+    all(target_os = "linux", feature = "systemd"),
+    all(unix, feature = "upgrade")
+))]
+mod inherited;
 mod log;
 pub mod migrating;
 mod server;
@@ -163,6 +168,8 @@ pub mod systemd;
 #[cfg(feature = "tokio")]
 #[path = "rt/tokio.rs"]
 pub mod tokio;
+#[cfg(all(unix, feature = "upgrade"))]
+pub mod upgrade;
 
 pub use coordinator::Shutdown;
 pub use coordinator::guard::Guard;

@@ -56,11 +56,13 @@ pub const EXIT_MARGIN: Duration = Duration::from_secs(5);
 /// The first listening TCP socket passed by systemd's socket activation
 /// (`LISTEN_FDS` with `LISTEN_PID` naming this process, the first descriptor being
 /// 3), made non-blocking for an async listener; `None` when the process was not
-/// started that way.
+/// started that way, or the socket was taken already.
 ///
-/// Reads and then removes the `LISTEN_*` variables, so that child processes do not
-/// take the socket too: call it early in `main`, before other threads read the
-/// environment. A later call returns `None`.
+/// The variables are read once, by the first call, and left in the environment:
+/// `LISTEN_PID` names this process, so a child process does not take the socket
+/// (removing variables is not safe code on this edition of Rust). Named sockets
+/// (`LISTEN_FDNAMES`, `FileDescriptorName=`) are taken with the `upgrade`
+/// feature's `upgrade::listener(name)`, which reads the same variables.
 ///
 /// # Errors
 ///
@@ -68,13 +70,7 @@ pub const EXIT_MARGIN: Duration = Duration::from_secs(5);
 /// non-blocking.
 pub fn tcp_listener() -> io::Result<Option<std::net::TcpListener>> {
     #[cfg(target_os = "linux")]
-    {
-        let Some(listener) = listenfd::ListenFd::from_env().take_tcp_listener(0)? else {
-            return Ok(None);
-        };
-        listener.set_nonblocking(true)?;
-        Ok(Some(listener))
-    }
+    return crate::inherited::tcp_listener(None);
     #[cfg(not(target_os = "linux"))]
     Ok(None)
 }

@@ -17,6 +17,8 @@
 //                       and the WebSocket sessions now running
 // - `GET /ready`     -> 200 "ready" while serving normally, 503 "draining" once
 //                       shutdown is announced (during the drain delay and after)
+// - `GET /pid`       -> the serving process's id (which generation answered,
+//                       across upgrades)
 // - anything else    -> 404
 
 #![allow(dead_code)]
@@ -157,6 +159,9 @@ async fn route<R: HyperRuntime>(app: App<R>, req: Request<Incoming>) -> Response
     if path == "/" {
         return text(StatusCode::OK, "hello\n".into());
     }
+    if path == "/pid" {
+        return text(StatusCode::OK, format!("{}\n", std::process::id()));
+    }
     if path == "/stream" {
         return Response::new(AppBody::Endless { sent_first: false });
     }
@@ -225,9 +230,14 @@ pub fn addr_from_env() -> String {
     std::env::var("WIND_DOWN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into())
 }
 
-/// The listening socket: the one systemd passed (socket activation, with the
+/// The listening socket: the one a previous generation handed over (`upgrade`
+/// feature, as `http`), the one systemd passed (socket activation, with the
 /// `systemd` feature), or `addr` bound now. Non-blocking, for either runtime.
 pub fn listener(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    #[cfg(feature = "upgrade")]
+    if let Some(inherited) = wind_down::upgrade::listener("http")? {
+        return Ok(inherited);
+    }
     #[cfg(feature = "systemd")]
     if let Some(inherited) = wind_down::systemd::tcp_listener()? {
         return Ok(inherited);
@@ -249,13 +259,26 @@ where
     L::Addr: Display,
     S: SignalSource,
 {
-    let server = Server::new(runtime.clone(), listener)
+    let mut server = Server::new(runtime.clone(), listener)
         .grace_period(deadline)
         .drain_delay(drain_delay_from_env())
         .signals(signals);
+    // `WIND_DOWN_MAX_CONNECTIONS` caps the connections served at once.
+    if let Some(limit) = std::env::var("WIND_DOWN_MAX_CONNECTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        server = server.max_connections(limit);
+    }
     // Tells systemd about readiness and the drain, if it started us.
     #[cfg(feature = "systemd")]
     let server = server.observe(wind_down::systemd::Notify);
+    // Tells the previous generation, if any, that this one is ready.
+    #[cfg(feature = "upgrade")]
+    let server = match UPGRADE.get() {
+        Some(upgrade) => server.observe(upgrade.clone()),
+        None => server,
+    };
     let shutdown = server.shutdown();
     println!(
         "listening on {}",
@@ -269,6 +292,10 @@ where
             e.outcome
         }
     };
+    #[cfg(feature = "upgrade")]
+    if let Some(pid) = UPGRADE.get().and_then(|upgrade| upgrade.upgraded_to()) {
+        println!("upgraded to {pid}");
+    }
     match &outcome {
         Outcome::Drained => println!("outcome: drained"),
         Outcome::Forced(report) => {
@@ -279,4 +306,37 @@ where
         }
     }
     outcome
+}
+
+/// The upgrader of this process, when it upgrades (`upgrade` feature).
+#[cfg(feature = "upgrade")]
+pub static UPGRADE: std::sync::OnceLock<wind_down::upgrade::Upgrade> = std::sync::OnceLock::new();
+
+/// `signals`, plus an upgrade at each of `requests` that hands `listener` over
+/// as `http` to a new generation of this program (`upgrade` feature). Prints
+/// what happens to each upgrade.
+#[cfg(feature = "upgrade")]
+pub fn upgradable<S, U>(
+    listener: &impl std::os::fd::AsFd,
+    signals: S,
+    requests: U,
+) -> std::io::Result<wind_down::upgrade::Upgrading<S, U>>
+where
+    S: SignalSource,
+    U: wind_down::upgrade::UpgradeRequests,
+{
+    let timeout = std::env::var("WIND_DOWN_UPGRADE_TIMEOUT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(
+            wind_down::upgrade::DEFAULT_READY_TIMEOUT,
+            Duration::from_millis,
+        );
+    let upgrade = wind_down::upgrade::Upgrade::new()
+        .listener("http", listener)?
+        .ready_timeout(timeout)
+        .on_event(|event| println!("{event}"));
+    let signals = upgrade.signals(signals, requests);
+    let _ = UPGRADE.set(upgrade);
+    Ok(signals)
 }

@@ -254,3 +254,35 @@ mod hyper_glue {
         }
     }
 }
+
+/// The upgrade signal on smol (feature `upgrade`, Unix), through async-signal:
+/// SIGUSR2 by default, for [`Upgrade::signals`](crate::upgrade::Upgrade::signals).
+#[cfg(all(unix, feature = "upgrade"))]
+#[derive(Debug)]
+pub struct UpgradeSignal(async_signal::Signals);
+
+#[cfg(all(unix, feature = "upgrade"))]
+impl UpgradeSignal {
+    /// Listens for SIGUSR2. Call it early: until it is installed, SIGUSR2 has
+    /// its default action (the process ends).
+    pub fn new() -> io::Result<Self> {
+        UpgradeSignal::on(async_signal::Signal::Usr2)
+    }
+
+    /// Listens for `signal` instead (SIGHUP, say).
+    pub fn on(signal: async_signal::Signal) -> io::Result<Self> {
+        Ok(UpgradeSignal(async_signal::Signals::new([signal])?))
+    }
+}
+
+#[cfg(all(unix, feature = "upgrade"))]
+impl crate::upgrade::UpgradeRequests for UpgradeSignal {
+    async fn next(&mut self) -> io::Result<()> {
+        use futures_lite::StreamExt;
+        match self.0.next().await {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(error)) => Err(error),
+            None => Err(io::Error::other("the upgrade signal's stream ended")),
+        }
+    }
+}

@@ -264,3 +264,33 @@ mod hyper_glue {
         }
     }
 }
+
+/// The upgrade signal on tokio (feature `upgrade`, Unix): SIGUSR2 by default,
+/// for [`Upgrade::signals`](crate::upgrade::Upgrade::signals).
+#[cfg(all(unix, feature = "upgrade"))]
+#[derive(Debug)]
+pub struct UpgradeSignal(tokio::signal::unix::Signal);
+
+#[cfg(all(unix, feature = "upgrade"))]
+impl UpgradeSignal {
+    /// Listens for SIGUSR2. Call it inside a tokio runtime, early: until it is
+    /// installed, SIGUSR2 has its default action (the process ends).
+    pub fn new() -> io::Result<Self> {
+        UpgradeSignal::on(tokio::signal::unix::SignalKind::user_defined2())
+    }
+
+    /// Listens for `kind` instead (SIGHUP, say).
+    pub fn on(kind: tokio::signal::unix::SignalKind) -> io::Result<Self> {
+        Ok(UpgradeSignal(tokio::signal::unix::signal(kind)?))
+    }
+}
+
+#[cfg(all(unix, feature = "upgrade"))]
+impl crate::upgrade::UpgradeRequests for UpgradeSignal {
+    async fn next(&mut self) -> io::Result<()> {
+        match self.0.recv().await {
+            Some(()) => Ok(()),
+            None => Err(io::Error::other("the upgrade signal's stream ended")),
+        }
+    }
+}
