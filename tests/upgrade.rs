@@ -9,6 +9,9 @@
 //! Timeouts only catch hangs.
 
 #![cfg(target_os = "linux")]
+// Each included example brings its own copy of `examples/common/app.rs`, as it
+// does when built alone.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/hello.rs"]
 mod hello;

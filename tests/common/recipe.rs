@@ -39,11 +39,16 @@ impl Recipe {
     /// Starts `recipe` on 127.0.0.1 with extra environment variables; returns once
     /// it printed `listeners` address lines (`listening on ...`, `health on ...`).
     pub fn start(recipe: &str, env: &[(&str, &str)], listeners: usize) -> Recipe {
+        Recipe::start_at(recipe, "127.0.0.1:0", env, listeners)
+    }
+
+    /// [`start`](Recipe::start), listening on `addr`.
+    pub fn start_at(recipe: &str, addr: &str, env: &[(&str, &str)], listeners: usize) -> Recipe {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args(["--ignored", "--exact", "recipe_child", "--nocapture"])
             .env("WIND_DOWN_RECIPE", recipe)
-            .env("WIND_DOWN_ADDR", "127.0.0.1:0")
+            .env("WIND_DOWN_ADDR", addr)
             .envs(env.iter().copied());
         let (child, lines) = spawn_with_lines(command);
         let mut addrs = Vec::new();
