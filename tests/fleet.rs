@@ -20,7 +20,6 @@ mod hello;
 #[path = "common/recipe.rs"]
 mod recipe;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -146,35 +145,11 @@ fn connect(port: u16) -> TcpStream {
 /// One request on `stream`: Ok(whether the connection stays open) for a 200,
 /// Err otherwise.
 fn ask(stream: &mut TcpStream, path: &str) -> Result<bool, String> {
-    let request = format!("GET {path} HTTP/1.1\r\nhost: fleet\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 2048];
-    // Bounded by the response's size.
-    loop {
-        let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = text[..end].to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
-            if seen.len() >= end + 4 + length {
-                if !head.starts_with("http/1.1 200") {
-                    return Err(head.lines().next().unwrap_or_default().to_owned());
-                }
-                return Ok(!head.contains("connection: close"));
-            }
-        }
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed before a whole response".into());
-        }
-        seen.extend_from_slice(&buf[..n]);
+    let answer = recipe::get(stream, path).map_err(|e| e.to_string())?;
+    if !answer.ok() {
+        return Err(answer.head.lines().next().unwrap_or_default().to_owned());
     }
+    Ok(!answer.closing())
 }
 
 /// Closed-loop load through HAProxy on `clients` threads until stopped; returns

@@ -13,7 +13,7 @@
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -42,49 +42,51 @@ fn get(addr: SocketAddr, path: &str) -> String {
     response
 }
 
+type Done = mpsc::Receiver<Result<Outcome, ServeError>>;
+
 /// Starts `serve` on a runtime of its own in a thread; returns the address, the
 /// coordinator and the serve result's receiver.
 trait OnRuntime {
-    fn start<Svc, Via>(
-        service: Svc,
-        observer: Option<Recorder>,
-    ) -> (
-        SocketAddr,
-        Shutdown,
-        std::sync::mpsc::Receiver<Result<Outcome, ServeError>>,
-    )
+    fn start<Svc, Via>(service: Svc, observer: Option<Recorder>) -> (SocketAddr, Shutdown, Done)
     where
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static;
 }
 
-async fn serve<R, L, Svc, Via>(server: Server<R, L>, service: Svc) -> Result<Outcome, ServeError>
-where
+/// The part of a start that is the same on every runtime: the server on
+/// `listener`, told `started`, its result sent to `done`.
+async fn serve<R, L, Svc, Via>(
+    runtime: R,
+    listener: L,
+    service: Svc,
+    observer: Option<Recorder>,
+    started: mpsc::Sender<(SocketAddr, Shutdown)>,
+    done: mpsc::Sender<Result<Outcome, ServeError>>,
+) where
     R: HyperRuntime,
     L: Listener<Addr = SocketAddr>,
     L::Io: IntoHyperIo,
     Svc: IntoHttpService<SocketAddr, Via>,
 {
-    Http::new(server).serve(service).await
+    let mut server = Server::new(runtime, listener).grace_period(HANG);
+    if let Some(observer) = observer {
+        server = server.observe(observer);
+    }
+    let (addr, shutdown) = (server.local_addr().unwrap(), server.shutdown());
+    started.send((addr, shutdown)).unwrap();
+    let _ = done.send(Http::new(server).serve(service).await);
 }
 
 struct OnTokio;
 
 impl OnRuntime for OnTokio {
-    fn start<Svc, Via>(
-        service: Svc,
-        observer: Option<Recorder>,
-    ) -> (
-        SocketAddr,
-        Shutdown,
-        std::sync::mpsc::Receiver<Result<Outcome, ServeError>>,
-    )
+    fn start<Svc, Via>(service: Svc, observer: Option<Recorder>) -> (SocketAddr, Shutdown, Done)
     where
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static,
     {
-        let (started, start) = std::sync::mpsc::channel();
-        let (done, result) = std::sync::mpsc::channel();
+        let (started, start) = mpsc::channel();
+        let (done, result) = mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -93,15 +95,8 @@ impl OnRuntime for OnTokio {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let mut server =
-                    Server::new(wind_down::tokio::Tokio::current(), listener).grace_period(HANG);
-                if let Some(observer) = observer {
-                    server = server.observe(observer);
-                }
-                started
-                    .send((server.local_addr().unwrap(), server.shutdown()))
-                    .unwrap();
-                let _ = done.send(serve(server, service).await);
+                let runtime = wind_down::tokio::Tokio::current();
+                serve(runtime, listener, service, observer, started, done).await;
             });
         });
         let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
@@ -112,33 +107,19 @@ impl OnRuntime for OnTokio {
 struct OnSmol;
 
 impl OnRuntime for OnSmol {
-    fn start<Svc, Via>(
-        service: Svc,
-        observer: Option<Recorder>,
-    ) -> (
-        SocketAddr,
-        Shutdown,
-        std::sync::mpsc::Receiver<Result<Outcome, ServeError>>,
-    )
+    fn start<Svc, Via>(service: Svc, observer: Option<Recorder>) -> (SocketAddr, Shutdown, Done)
     where
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static,
     {
-        let (started, start) = std::sync::mpsc::channel();
-        let (done, result) = std::sync::mpsc::channel();
+        let (started, start) = mpsc::channel();
+        let (done, result) = mpsc::channel();
         std::thread::spawn(move || {
             let executor = Arc::new(smol::Executor::new());
             let runtime = wind_down::smol::Smol::new(executor.clone());
             smol::block_on(executor.run(async move {
                 let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let mut server = Server::new(runtime, listener).grace_period(HANG);
-                if let Some(observer) = observer {
-                    server = server.observe(observer);
-                }
-                started
-                    .send((server.local_addr().unwrap(), server.shutdown()))
-                    .unwrap();
-                let _ = done.send(serve(server, service).await);
+                serve(runtime, listener, service, observer, started, done).await;
             }));
         });
         let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
@@ -146,7 +127,7 @@ impl OnRuntime for OnSmol {
     }
 }
 
-fn stop(shutdown: &Shutdown, result: &std::sync::mpsc::Receiver<Result<Outcome, ServeError>>) {
+fn stop(shutdown: &Shutdown, result: &Done) {
     shutdown.trigger();
     let outcome = result.recv_timeout(HANG).expect("serve returned");
     assert_eq!(outcome.expect("served"), Outcome::Drained);

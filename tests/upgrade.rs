@@ -21,7 +21,7 @@ mod hello_smol;
 #[path = "common/recipe.rs"]
 mod recipe;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -120,35 +120,9 @@ fn pid_in(line: &str) -> u32 {
 
 /// One request on `stream`; the body, and whether the server closes after it.
 fn ask(stream: &mut TcpStream, path: &str) -> std::io::Result<(String, bool)> {
-    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    // Bounded by the response's size (headers, then content-length).
-    loop {
-        let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = text[..end].to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
-            if seen.len() >= end + 4 + length {
-                let body = String::from_utf8_lossy(&seen[end + 4..end + 4 + length]);
-                return Ok((body.into_owned(), head.contains("connection: close")));
-            }
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            let error = format!("closed before a whole response: {text:?}");
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                error,
-            ));
-        }
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let answer = recipe::get(stream, path)?;
+    let closing = answer.closing();
+    Ok((answer.body, closing))
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -154,14 +154,7 @@ impl<I: Read + Unpin> std::future::Future for ReadVersion<I> {
                 None
             };
             if let Some(http2) = decided {
-                let io = this.io.take().expect("ReadVersion polled after completion");
-                let rewind = Rewind {
-                    read: this.read,
-                    start: 0,
-                    end: this.filled,
-                    io,
-                };
-                return Poll::Ready(Ok((chosen(http2), rewind)));
+                return Poll::Ready(Ok(this.decide(http2)));
             }
             let io = this
                 .io
@@ -172,27 +165,31 @@ impl<I: Read + Unpin> std::future::Future for ReadVersion<I> {
             let got = buf.filled().len();
             if got == 0 {
                 // The peer closed before its protocol was told: HTTP/1 ends it.
-                let io = this.io.take().expect("ReadVersion polled after completion");
-                let rewind = Rewind {
-                    read: this.read,
-                    start: 0,
-                    end: this.filled,
-                    io,
-                };
-                return Poll::Ready(Ok((chosen(false), rewind)));
+                return Poll::Ready(Ok(this.decide(false)));
             }
             this.filled += u8::try_from(got).expect("at most 24 bytes");
         }
     }
 }
 
-/// The protocol for a preface seen (`http2`) or not.
 #[cfg(all(feature = "http1", feature = "http2"))]
-fn chosen(http2: bool) -> Protocol {
-    if http2 {
-        Protocol::Http2
-    } else {
-        Protocol::Http1
+impl<I> ReadVersion<I> {
+    /// The protocol for a preface seen (`http2`) or not, and the stream with
+    /// what was read given back.
+    fn decide(&mut self, http2: bool) -> (Protocol, Rewind<I>) {
+        let io = self.io.take().expect("ReadVersion polled after completion");
+        let rewind = Rewind {
+            read: self.read,
+            start: 0,
+            end: self.filled,
+            io,
+        };
+        let protocol = if http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        (protocol, rewind)
     }
 }
 

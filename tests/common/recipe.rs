@@ -153,3 +153,57 @@ pub fn read_to_close(stream: &mut TcpStream) -> String {
     stream.read_to_end(&mut rest).expect("read to the end");
     String::from_utf8_lossy(&rest).into_owned()
 }
+
+/// A response read by [`get`]: its lower-cased head and its body.
+pub struct Answer {
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// Whether the status is 200.
+    pub fn ok(&self) -> bool {
+        self.head.starts_with("http/1.1 200")
+    }
+
+    /// Whether the server closes the connection after it.
+    pub fn closing(&self) -> bool {
+        self.head.contains("connection: close")
+    }
+}
+
+/// `GET path` on `stream` (HTTP/1.1, keep-alive), and its response, framed by
+/// its `content-length`; an error if the peer closes first.
+pub fn get(stream: &mut TcpStream, path: &str) -> std::io::Result<Answer> {
+    use std::io::Write;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
+    // Bounded by the response's size (headers, then content-length).
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&seen[end + 4..end + 4 + length]);
+                let body = body.into_owned();
+                return Ok(Answer { head, body });
+            }
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            let error = format!("closed before a whole response: {text:?}");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                error,
+            ));
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
