@@ -76,11 +76,11 @@ struct Options {
     errors: Option<Reported>,
     /// The application's coordinator: the server runs in a child scope of it.
     parent: Option<Shutdown>,
-    /// A bound listener for `Server::health`, if set.
+    /// A bound listener for `Http::health`, if set.
     health: Option<std::net::TcpListener>,
     /// `Server::drain_delay`, if set.
     drain_delay: Option<Duration>,
-    /// `Server::go_away_during_delay`.
+    /// `Http::go_away_during_delay`.
     go_away: bool,
     /// Where to store the app's count of running WebSocket sessions at the moment
     /// `serve` returns, if set.

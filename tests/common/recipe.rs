@@ -27,7 +27,8 @@ pub fn exit_with(code: std::io::Result<std::process::ExitCode>) -> ! {
     std::process::exit(status);
 }
 
-/// A recipe's server, running as a child. Killed on drop if still running.
+/// A recipe's server, running as a child in a process group of its own. The
+/// group is killed on drop.
 pub struct Recipe {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
@@ -50,6 +51,10 @@ impl Recipe {
             .env("WIND_DOWN_RECIPE", recipe)
             .env("WIND_DOWN_ADDR", addr)
             .envs(env.iter().copied());
+        // A process group of its own: whatever it starts (an upgrade's next
+        // generation) is killed with it if a test ends early.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let (child, lines) = spawn_with_lines(command);
         let mut addrs = Vec::new();
         while addrs.len() < listeners {
@@ -103,7 +108,14 @@ impl Recipe {
 }
 
 impl Drop for Recipe {
+    /// Kills the child's process group (the child and what it started), then
+    /// reaps the child.
     fn drop(&mut self) {
+        #[cfg(unix)]
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
