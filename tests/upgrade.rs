@@ -375,8 +375,46 @@ fn three_chained_upgrades_then_sigterm(recipe: &str) {
     assert!(refused.is_err(), "the socket outlived the last generation");
 }
 
+/// One datagram from `socket`: its text, and the port of the listening socket
+/// it carries (`SCM_RIGHTS`), if any.
+fn notification(socket: &UnixDatagram) -> (String, Option<u16>) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut text = [0u8; 4096];
+    let mut control = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: text.as_mut_ptr().cast(),
+        iov_len: text.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = control.len();
+    // SAFETY: the header points at buffers that live through the call.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut message, 0) };
+    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+    let text = String::from_utf8_lossy(&text[..n as usize]).into_owned();
+    let mut port = None;
+    // SAFETY: the CMSG macros walk the control buffer recvmsg filled.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&message);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                let fd = OwnedFd::from_raw_fd(raw);
+                let listener = std::net::TcpListener::from(fd);
+                port = Some(listener.local_addr().expect("a TCP socket").port());
+            }
+            cmsg = libc::CMSG_NXTHDR(&message, cmsg);
+        }
+    }
+    (text, port)
+}
+
 /// systemd's view, from a `NOTIFY_SOCKET` this test owns: both generations say
-/// READY=1, and the old one names the new one the main process (MAINPID).
+/// READY=1, the old one names the new one the main process (MAINPID), and with
+/// the fd store asked for, the listening socket itself is handed to systemd.
 fn systemd_hears_the_new_main_pid(recipe: &str) {
     let path = std::env::temp_dir().join(format!(
         "wind-down-test-notify-{}-{recipe}.sock",
@@ -386,13 +424,24 @@ fn systemd_hears_the_new_main_pid(recipe: &str) {
     let notify = UnixDatagram::bind(&path).unwrap();
     notify.set_read_timeout(Some(HANG)).unwrap();
     let socket = path.to_str().unwrap().to_owned();
-    let (mut server, old) = start(recipe, &[("NOTIFY_SOCKET", socket.as_str())]);
-    let mut buf = [0u8; 4096];
+    let env = [
+        ("NOTIFY_SOCKET", socket.as_str()),
+        ("WIND_DOWN_FDSTORE", "1"),
+    ];
+    let (mut server, old) = start(recipe, &env);
+    let port = server.addr().port();
+    let mut stored = 0;
     let mut next = || {
-        let n = notify.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        let (text, fd_port) = notification(&notify);
+        if text.starts_with("FDSTORE=1") {
+            assert!(text.contains("FDNAME=http"), "{text}");
+            assert_eq!(fd_port, Some(port), "the stored socket is not the listener");
+            stored += 1;
+        }
+        text
     };
-    assert!(next().starts_with("READY=1"));
+    // Bounded: the first generation sends a handful of notifications.
+    while !next().starts_with("READY=1") {}
     signal(old, "USR2");
     let new = pid_in(&line_with(&server, "upgrade ready: new generation"));
     let mut readies = 1;
@@ -411,6 +460,7 @@ fn systemd_hears_the_new_main_pid(recipe: &str) {
         readies, 2,
         "the new generation's READY=1 came after MAINPID"
     );
+    assert_eq!(stored, 2, "each generation stores the socket once");
     assert_eq!(exit_code(&mut server), 0);
     signal(new, "TERM");
     assert_eq!(reap(new), 0);

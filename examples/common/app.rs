@@ -332,10 +332,14 @@ where
             wind_down::upgrade::DEFAULT_READY_TIMEOUT,
             Duration::from_millis,
         );
-    let upgrade = wind_down::upgrade::Upgrade::new()
+    let mut upgrade = wind_down::upgrade::Upgrade::new()
         .listener("http", listener)?
         .ready_timeout(timeout)
         .on_event(|event| println!("{event}"));
+    // `WIND_DOWN_FDSTORE=1`: systemd keeps the socket across restarts too.
+    if std::env::var_os("WIND_DOWN_FDSTORE").is_some() {
+        upgrade = upgrade.store_in_systemd();
+    }
     let signals = upgrade.signals(signals, requests);
     let _ = UPGRADE.set(upgrade);
     Ok(signals)

@@ -164,6 +164,8 @@ struct Inner {
     request_pending: AtomicBool,
     /// Ready was reported to the previous generation.
     reported_ready: AtomicBool,
+    /// The sockets go to systemd's fd store when serving starts.
+    store_in_systemd: bool,
 }
 
 /// Zero-downtime upgrades for one program: the sockets to hand over, how to
@@ -191,6 +193,7 @@ impl Upgrade {
             requested: event_listener::Event::new(),
             request_pending: AtomicBool::new(false),
             reported_ready: AtomicBool::new(false),
+            store_in_systemd: false,
         }))
     }
 
@@ -246,6 +249,16 @@ impl Upgrade {
     /// and this one keeps serving. Defaults to [`DEFAULT_READY_TIMEOUT`].
     pub fn ready_timeout(self, timeout: Duration) -> Self {
         self.configure(|inner| inner.ready_timeout = timeout)
+    }
+
+    /// Also hands the sockets to systemd's fd store (`FDSTORE=1`, named with
+    /// `FDNAME=`) when the server starts accepting (Linux, under a service with
+    /// `FileDescriptorStoreMax=`): systemd keeps them open across a
+    /// `systemctl restart` and passes them back, by name, to the next start, so
+    /// even a restart keeps what is queued on them. Nothing is sent without
+    /// `NOTIFY_SOCKET`.
+    pub fn store_in_systemd(self) -> Self {
+        self.configure(|inner| inner.store_in_systemd = true)
     }
 
     /// Calls `callback` with what happens to each upgrade (also a `tracing`
@@ -385,8 +398,15 @@ impl fmt::Debug for Upgrade {
 
 impl Observer for Upgrade {
     /// Reports ready to the previous generation, if this process is a new
-    /// generation started by an upgrade (once).
+    /// generation started by an upgrade (once); and hands the sockets to
+    /// systemd's fd store, if [asked](Upgrade::store_in_systemd).
     fn ready(&self) {
+        if self.0.store_in_systemd {
+            let listeners = self.0.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, fd) in listeners.iter() {
+                spawn::store_in_systemd(name, fd);
+            }
+        }
         let Some(path) = std::env::var_os(READY_SOCKET) else {
             return;
         };

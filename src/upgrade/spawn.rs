@@ -156,6 +156,24 @@ pub(super) fn tell_systemd_main_pid(pid: u32) {
     let _ = pid;
 }
 
+/// Hands `fd` to systemd's fd store as `name` (if systemd started this process
+/// with `NOTIFY_SOCKET`).
+pub(super) fn store_in_systemd(name: &str, fd: &OwnedFd) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        let states = [
+            sd_notify::NotifyState::FdStore,
+            sd_notify::NotifyState::FdName(name),
+        ];
+        if let Err(error) = sd_notify::notify_with_fds(&states, &[fd.as_fd()]) {
+            crate::log::warning!("storing {name} in systemd's fd store failed: {error}");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (name, fd);
+}
+
 /// The upgrade thread's result, for the server's future.
 struct Slot<T> {
     value: Mutex<Option<T>>,
