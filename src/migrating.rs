@@ -1,5 +1,6 @@
 //! Migration guides: the calls of the crates people switch from, mapped to
-//! wind-down's, and the differences that remain on purpose.
+//! wind-down's, and the differences that remain on purpose: hyper-util,
+//! tokio-util, swansong, tokio-graceful, axum and tonic.
 //!
 //! Five differences apply to every guide below:
 //!
@@ -234,6 +235,45 @@
 //! assert!(outcome.is_drained());
 //! # Ok(()) }
 //! # #[cfg(not(all(feature = "tokio", feature = "hyper")))]
+//! # fn main() {}
+//! ```
+//!
+//! # From tonic's `serve_with_shutdown`
+//!
+//! | tonic | wind-down (features `grpc`, `tokio`) |
+//! |---|---|
+//! | `Server::builder().add_service(a).add_service(b)` | `tonic::service::Routes::new(a).add_service(b)`, with [`EndAtTriggerLayer`](crate::grpc::EndAtTriggerLayer) around it (`tower::ServiceBuilder`) |
+//! | `.serve_with_shutdown(addr, signal)` | [`Http::new(Server::new(Tokio::current(), listener).signals(Signals::new()?)).serve(routes)`](crate::hyper::Http::serve) |
+//! | `.serve_with_incoming_shutdown(incoming, signal)` | a [`Listener`](crate::Listener) of yours (see `examples/custom_runtime.rs`) |
+//! | HTTP/2 only (tonic's default without `accept_http1`) | [`Http::http2_only()`](crate::hyper::Http::http2_only); without it, HTTP/1 and HTTP/2 are told apart per connection |
+//! | `Server::builder().http2_keepalive_interval(..)`, `max_concurrent_streams(..)` | [`http.http2_mut()`](crate::hyper::Http::http2_mut)`.keep_alive_interval(..)`, `.max_concurrent_streams(..)` |
+//! | waits for every connection with no deadline: one open stream (a health `Watch`) holds the process | streams end with UNAVAILABLE at the trigger, unary RPCs finish, what is left is forced at the [grace period](Server::grace_period) and named in the [`Outcome`] |
+//! | `health_reporter.set_not_serving::<S>()` for each service, by hand | [`not_serving_at_announcement(shutdown, reporter, ["", "pkg.S"])`](crate::grpc::not_serving_at_announcement): all at the first signal |
+//!
+//! Before, in words: `Server::builder().add_service(svc).serve_with_shutdown(addr,
+//! ctrl_c)`, which never returns while a client keeps a stream open. After
+//! (triggered at once so the example ends; `tests/grpc.rs` measures both with a
+//! stream open):
+//!
+//! ```
+//! # #[cfg(all(feature = "grpc", feature = "tokio"))]
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use tower::ServiceBuilder;
+//! use wind_down::grpc::{EndAtTriggerLayer, not_serving_at_announcement};
+//! use wind_down::{Server, hyper::Http, tokio::{Signals, Tokio}};
+//!
+//! let (reporter, health) = tonic_health::server::health_reporter();
+//! let routes = tonic::service::Routes::new(health); // .add_service(your services)
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::new(Tokio::current(), listener).signals(Signals::new()?);
+//! tokio::spawn(not_serving_at_announcement(server.shutdown(), reporter, [""]));
+//! server.shutdown().trigger(); // Ctrl-C, in this example
+//! let service = ServiceBuilder::new().layer(EndAtTriggerLayer).service(routes);
+//! let outcome = Http::new(server).http2_only().serve(service).await?;
+//! assert!(outcome.is_drained());
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "grpc", feature = "tokio")))]
 //! # fn main() {}
 //! ```
 

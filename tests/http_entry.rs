@@ -3,12 +3,18 @@
 //! - `Http::serve` serves a hyper service, a tower service of requests and a
 //!   tower make-service (called with each connection's peer address), each
 //!   request carrying its `Connection`;
+//! - `Http::http2_only` serves HTTP/2 and leaves HTTP/1 unanswered;
 //! - an `Observer` hears ready, stopping, drain started and ended, in that
 //!   order, once each, with the watchers in flight.
 //!
 //! Timeouts only catch hangs.
 
-#![cfg(all(feature = "tokio", feature = "smol", feature = "http1"))]
+#![cfg(all(
+    feature = "tokio",
+    feature = "smol",
+    feature = "http1",
+    feature = "http2"
+))]
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -50,6 +56,19 @@ trait OnRuntime {
     fn start<Svc, Via>(service: Svc, observer: Option<Recorder>) -> (SocketAddr, Shutdown, Done)
     where
         Svc: IntoHttpService<SocketAddr, Via> + Send,
+        Via: 'static,
+    {
+        Self::start_with(service, observer, false)
+    }
+
+    /// [`start`](OnRuntime::start), serving HTTP/2 only if `http2_only`.
+    fn start_with<Svc, Via>(
+        service: Svc,
+        observer: Option<Recorder>,
+        http2_only: bool,
+    ) -> (SocketAddr, Shutdown, Done)
+    where
+        Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static;
 }
 
@@ -60,6 +79,7 @@ async fn serve<R, L, Svc, Via>(
     listener: L,
     service: Svc,
     observer: Option<Recorder>,
+    http2_only: bool,
     started: mpsc::Sender<(SocketAddr, Shutdown)>,
     done: mpsc::Sender<Result<Outcome, ServeError>>,
 ) where
@@ -74,13 +94,21 @@ async fn serve<R, L, Svc, Via>(
     }
     let (addr, shutdown) = (server.local_addr().unwrap(), server.shutdown());
     started.send((addr, shutdown)).unwrap();
-    let _ = done.send(Http::new(server).serve(service).await);
+    let mut http = Http::new(server);
+    if http2_only {
+        http = http.http2_only();
+    }
+    let _ = done.send(http.serve(service).await);
 }
 
 struct OnTokio;
 
 impl OnRuntime for OnTokio {
-    fn start<Svc, Via>(service: Svc, observer: Option<Recorder>) -> (SocketAddr, Shutdown, Done)
+    fn start_with<Svc, Via>(
+        service: Svc,
+        observer: Option<Recorder>,
+        http2_only: bool,
+    ) -> (SocketAddr, Shutdown, Done)
     where
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static,
@@ -96,7 +124,10 @@ impl OnRuntime for OnTokio {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let runtime = wind_down::tokio::Tokio::current();
-                serve(runtime, listener, service, observer, started, done).await;
+                serve(
+                    runtime, listener, service, observer, http2_only, started, done,
+                )
+                .await;
             });
         });
         let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
@@ -107,7 +138,11 @@ impl OnRuntime for OnTokio {
 struct OnSmol;
 
 impl OnRuntime for OnSmol {
-    fn start<Svc, Via>(service: Svc, observer: Option<Recorder>) -> (SocketAddr, Shutdown, Done)
+    fn start_with<Svc, Via>(
+        service: Svc,
+        observer: Option<Recorder>,
+        http2_only: bool,
+    ) -> (SocketAddr, Shutdown, Done)
     where
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static,
@@ -119,7 +154,10 @@ impl OnRuntime for OnSmol {
             let runtime = wind_down::smol::Smol::new(executor.clone());
             smol::block_on(executor.run(async move {
                 let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                serve(runtime, listener, service, observer, started, done).await;
+                serve(
+                    runtime, listener, service, observer, http2_only, started, done,
+                )
+                .await;
             }));
         });
         let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
@@ -172,6 +210,53 @@ fn serves_a_make_service_with_the_peer_address<H: OnRuntime>() {
         response.ends_with("/made connection=true peer=127.0.0.1"),
         "{response}"
     );
+    stop(&shutdown, &result);
+}
+
+/// HTTP/2 only, as gRPC servers are: an HTTP/2 client (prior knowledge) is
+/// served; an HTTP/1 request is not answered, its connection ends.
+fn http2_only_serves_http2_and_no_http1<H: OnRuntime>() {
+    let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+        Ok::<_, Infallible>(answer(&request))
+    });
+    let (addr, shutdown, result) = H::start_with(service, None, true);
+    // Ended by the server: closed, or reset, never answered.
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(HANG)).unwrap();
+    stream
+        .write_all(b"GET /http1 HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let ended = stream.read_to_end(&mut seen);
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(!seen.contains("HTTP/1.1"), "served HTTP/1: {seen}");
+    if let Err(error) = ended {
+        assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+    }
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = client.block_on(async {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let executor = hyper_util::rt::TokioExecutor::new();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(executor, io)
+            .await
+            .expect("an HTTP/2 handshake");
+        let conn = tokio::spawn(conn);
+        let request = Request::get("http://127.0.0.1/h2")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .unwrap();
+        let response = send.send_request(request).await.expect("an HTTP/2 answer");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        drop(send);
+        let _ = tokio::time::timeout(HANG, conn).await;
+        String::from_utf8(body.to_vec()).unwrap()
+    });
+    assert_eq!(body, "/h2 connection=true");
     stop(&shutdown, &result);
 }
 
@@ -250,4 +335,5 @@ on_both_runtimes!(
     serves_a_tower_service,
     serves_a_make_service_with_the_peer_address,
     an_observer_hears_the_lifecycle_in_order,
+    http2_only_serves_http2_and_no_http1,
 );

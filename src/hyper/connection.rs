@@ -141,7 +141,7 @@ where
                 StateProj::Handshake { handshake, making } => {
                     let (io, alpn) = std::task::ready!(handshake.poll(cx))?;
                     let making = making.take().expect("made once");
-                    let protocol = Protocol::known(alpn.as_deref());
+                    let protocol = this.shared.protocols.choose(alpn.as_deref());
                     State::Making {
                         making,
                         io: Some((io, protocol)),

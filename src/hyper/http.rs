@@ -167,6 +167,17 @@ impl<R: HyperRuntime, L: Listener, T> Http<R, L, T> {
         &mut self.protocols.http1
     }
 
+    /// Serves every connection as HTTP/2, as gRPC servers do (feature `http2`):
+    /// an HTTP/1 client's connection ends with a protocol error instead of being
+    /// served. Over TLS, offer only `h2` in the rustls configuration's
+    /// `alpn_protocols` too. Off by default: with both protocols built, each
+    /// connection's protocol is chosen by ALPN or by its first bytes.
+    #[cfg(feature = "http2")]
+    pub fn http2_only(mut self) -> Self {
+        self.protocols.http2_only = true;
+        self
+    }
+
     /// hyper's HTTP/2 builder, to tune it (stream limits, keep-alive, window
     /// sizes) (feature `http2`).
     #[cfg(feature = "http2")]

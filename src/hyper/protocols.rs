@@ -2,6 +2,7 @@
 //! between them for each connection ([`ReadVersion`]).
 //!
 //! Invariants:
+//! - set to HTTP/2 only, every connection is served as HTTP/2;
 //! - with both protocols, a connection is served as HTTP/2 when ALPN chose `h2`
 //!   or its first 24 bytes are HTTP/2's connection preface, and as HTTP/1 when
 //!   ALPN chose `http/1.1`, a byte differs from the preface, or the peer closed
@@ -86,6 +87,9 @@ pub(crate) struct Protocols<R> {
     pub(crate) http2: http2::Builder<StreamExec<R>>,
     #[cfg(not(feature = "http2"))]
     _runtime: std::marker::PhantomData<fn() -> R>,
+    /// Every connection is served as HTTP/2, whatever its ALPN or first bytes.
+    #[cfg(feature = "http2")]
+    pub(crate) http2_only: bool,
 }
 
 impl<R: HyperRuntime> Protocols<R> {
@@ -113,7 +117,19 @@ impl<R: HyperRuntime> Protocols<R> {
             http2,
             #[cfg(not(feature = "http2"))]
             _runtime: std::marker::PhantomData,
+            #[cfg(feature = "http2")]
+            http2_only: false,
         }
+    }
+
+    /// The protocol of a connection whose ALPN protocol is `alpn`: HTTP/2 for
+    /// every one when HTTP/2 only, else as [`Protocol::known`] says.
+    pub(crate) fn choose(&self, alpn: Option<&[u8]>) -> Option<Protocol> {
+        #[cfg(feature = "http2")]
+        if self.http2_only {
+            return Some(Protocol::Http2);
+        }
+        Protocol::known(alpn)
     }
 }
 
