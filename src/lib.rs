@@ -31,9 +31,13 @@
 //!    `hyper::Http` over a `Server`, whose one entry `Http::serve` serves a hyper
 //!    service, a tower service (tonic) or a tower make-service (axum), with TLS
 //!    (feature `tls`), a health listener and connection errors reported, on both
-//!    runtimes.
+//!    runtimes; gRPC servers (tonic) whose drain always ends, feature `grpc`.
+//! 5. **Deploys**: `upgrade` (feature `upgrade`, Unix) hands the listening
+//!    sockets to a new process that serves while the old one drains;
+//!    `systemd` (feature `systemd`) tells systemd about the lifecycle and takes
+//!    socket-activated listeners.
 //!
-//! Coming from hyper-util, tokio-util, swansong, tokio-graceful or axum? The
+//! Coming from hyper-util, tokio-util, swansong, tokio-graceful, axum or tonic? The
 //! [`migrating`] module maps their calls to these.
 //!
 //! # Background work
