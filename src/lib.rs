@@ -1,7 +1,7 @@
 //! Graceful shutdown for async servers, on any runtime.
 //!
 //! A graceful shutdown stops taking new work while in-flight work completes, raced
-//! against a deadline. The crate has four parts, each in its own module:
+//! against a deadline. The crate has five parts, each in its own module:
 //!
 //! 1. **The coordinator** ([`Shutdown`]), runtime-free: it counts *watchers* on
 //!    per-thread shards of one atomic state word and wakes whoever waits for a
