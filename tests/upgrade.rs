@@ -350,6 +350,26 @@ fn a_new_generation_never_ready_is_killed_and_a_second_request_refused(recipe: &
     assert_eq!(status.code(), Some(0), "{output:?}");
 }
 
+/// SIGTERM during an upgrade cancels it: the new generation is killed before
+/// the old one drains and exits 0; nothing of the upgrade outlives it.
+fn sigterm_during_an_upgrade_cancels_it(recipe: &str) {
+    let env = [
+        (NEW_GENERATION, "hang"),
+        ("WIND_DOWN_UPGRADE_TIMEOUT_MS", "30000"),
+    ];
+    let (mut server, old) = start(recipe, &env);
+    signal(old, "USR2");
+    let started = pid_in(&line_with(&server, "upgrade started: new generation"));
+    signal(old, "TERM");
+    let failed = line_with(&server, "upgrade failed: ");
+    assert!(failed.contains("cancelled by a signal"), "{failed}");
+    assert_eq!(exit_code(&mut server), 0);
+    assert!(
+        !exists(started),
+        "the new generation {started} outlived the old one"
+    );
+}
+
 /// Three upgrades in a row, each to the generation before's successor, then
 /// SIGTERM: every generation exits 0, the last one drained.
 fn three_chained_upgrades_then_sigterm(recipe: &str) {
@@ -483,6 +503,7 @@ on_both_runtimes!(
     the_backlog_is_served_by_the_new_generation,
     a_new_generation_that_exits_is_reported_and_the_old_one_serves_on,
     a_new_generation_never_ready_is_killed_and_a_second_request_refused,
+    sigterm_during_an_upgrade_cancels_it,
     three_chained_upgrades_then_sigterm,
     systemd_hears_the_new_main_pid,
 );

@@ -297,7 +297,7 @@ impl Upgrade {
             upgrade: self.clone(),
             signals,
             requests: Some(requests),
-            cancel: None,
+            running: None,
         }
     }
 
@@ -352,9 +352,9 @@ impl Upgrade {
         listeners.clear();
     }
 
-    /// Runs one upgrade: starts the new generation and waits (on a thread of
-    /// its own) until it is ready, exits or times out, or `cancel` is set.
-    async fn run(&self, cancel: Arc<AtomicBool>) -> Result<u32, String> {
+    /// Starts one upgrade: the new generation, and a thread of its own that
+    /// waits until it is ready, exits or times out, or `cancel` is set.
+    fn start(&self, cancel: Arc<AtomicBool>) -> Result<Running, String> {
         let listeners = {
             let listeners = self.0.listeners.lock().unwrap_or_else(|p| p.into_inner());
             let mut copies = Vec::with_capacity(listeners.len());
@@ -370,11 +370,11 @@ impl Upgrade {
             listeners,
             command: self.0.command.clone(),
             ready_timeout: self.0.ready_timeout,
-            cancel,
+            cancel: cancel.clone(),
         };
         let (sender, result) = spawn::oneshot();
         let upgrade = self.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("wind-down-upgrade".into())
             .spawn(move || {
                 let outcome = generation.start_and_wait(|pid| {
@@ -383,7 +383,27 @@ impl Upgrade {
                 sender.send(outcome);
             })
             .map_err(|e| format!("starting the upgrade thread: {e}"))?;
-        result.recv().await
+        Ok(Running {
+            cancel,
+            thread,
+            result: Some(result),
+        })
+    }
+}
+
+/// An upgrade under way: its thread, and how to cancel it.
+struct Running {
+    cancel: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    result: Option<spawn::Receiver<Result<u32, String>>>,
+}
+
+impl Running {
+    /// Cancels it and waits for its thread, which kills and reaps the new
+    /// generation within about 20 ms.
+    fn cancel(self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        let _ = self.thread.join();
     }
 }
 
@@ -427,16 +447,17 @@ pub struct Upgrading<S, U> {
     signals: S,
     /// `None` once the requests' source failed.
     requests: Option<U>,
-    /// Set to cancel the upgrade under way, if any.
-    cancel: Option<Arc<AtomicBool>>,
+    /// The upgrade under way, if any.
+    running: Option<Running>,
 }
 
 impl<S, U> Drop for Upgrading<S, U> {
     /// The server is done with its signals: an upgrade still under way is
-    /// cancelled (its new generation killed).
+    /// cancelled, and its new generation killed before this returns (a bounded
+    /// wait of about 20 ms), so that it does not outlive this process.
     fn drop(&mut self) {
-        if let Some(cancel) = &self.cancel {
-            cancel.store(true, Ordering::SeqCst);
+        if let Some(running) = self.running.take() {
+            running.cancel();
         }
     }
 }
@@ -494,9 +515,17 @@ impl<S: SignalSource, U: UpgradeRequests> SignalSource for Upgrading<S, U> {
                         self.upgrade.tell(UpgradeEvent::Refused);
                         continue;
                     }
-                    let cancel = Arc::new(AtomicBool::new(false));
-                    self.cancel = Some(cancel.clone());
-                    let upgrading = self.upgrade.run(cancel.clone());
+                    let mut running = match self.upgrade.start(Arc::default()) {
+                        Ok(running) => running,
+                        Err(reason) => {
+                            self.upgrade.finish(None);
+                            self.upgrade.tell(UpgradeEvent::Failed { reason });
+                            continue;
+                        }
+                    };
+                    let result = running.result.take().expect("taken once");
+                    self.running = Some(running);
+                    let upgrading = result.recv();
                     let mut upgrading = std::pin::pin!(upgrading);
                     // Bounded: each round ends the upgrade, or refuses a request.
                     let heard = loop {
@@ -517,21 +546,24 @@ impl<S: SignalSource, U: UpgradeRequests> SignalSource for Upgrading<S, U> {
                             heard => break heard,
                         }
                     };
-                    self.cancel = None;
+                    let running = self.running.take().expect("an upgrade under way");
                     match heard {
                         Heard::Upgraded(Ok(pid)) => {
+                            let _ = running.thread.join();
                             self.upgrade.finish(Some(pid));
                             spawn::tell_systemd_main_pid(pid);
                             self.upgrade.tell(UpgradeEvent::Ready { pid });
                             return Ok(Signal::Terminate);
                         }
                         Heard::Upgraded(Err(reason)) => {
+                            let _ = running.thread.join();
                             self.upgrade.finish(None);
                             self.upgrade.tell(UpgradeEvent::Failed { reason });
                         }
                         Heard::Signal(signal) => {
-                            // Cancelled: the new generation is killed by its thread.
-                            cancel.store(true, Ordering::SeqCst);
+                            // Cancelled: the new generation is killed and reaped
+                            // before the drain starts.
+                            running.cancel();
                             let reason = "cancelled by a signal".to_string();
                             self.upgrade.tell(UpgradeEvent::Failed { reason });
                             self.upgrade.close();
