@@ -13,6 +13,8 @@ use std::io;
 use std::sync::{Mutex, OnceLock};
 
 struct Inherited {
+    /// Why the variables meant for this process cannot be used, if they cannot.
+    malformed: Option<String>,
     fds: listenfd::ListenFd,
     /// `LISTEN_FDNAMES`, one name per descriptor (systemd's default name is
     /// `unknown`).
@@ -27,6 +29,7 @@ fn inherited() -> &'static Mutex<Inherited> {
             .map(|names| names.split(':').map(str::to_owned).collect())
             .unwrap_or_default();
         Mutex::new(Inherited {
+            malformed: malformed(),
             fds: listenfd::ListenFd::from_env(),
             names,
         })
@@ -38,12 +41,18 @@ fn inherited() -> &'static Mutex<Inherited> {
 ///
 /// # Errors
 ///
-/// If the descriptor is not a listening TCP socket, or cannot be made
-/// non-blocking.
+/// If `LISTEN_FDS`, meant for this process, is not a count of descriptors; if
+/// the descriptor is not a listening TCP socket, or cannot be made non-blocking.
 pub(crate) fn tcp_listener(name: Option<&str>) -> io::Result<Option<std::net::TcpListener>> {
     let mut inherited = inherited()
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
+    if let Some(malformed) = &inherited.malformed {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            malformed.clone(),
+        ));
+    }
     let index = match name {
         None => 0,
         Some(name) => match inherited.names.iter().position(|n| n == name) {
@@ -59,4 +68,22 @@ pub(crate) fn tcp_listener(name: Option<&str>) -> io::Result<Option<std::net::Tc
     };
     listener.set_nonblocking(true)?;
     Ok(Some(listener))
+}
+
+/// Why `LISTEN_FDS`, meant for this process (`LISTEN_PID`), is not a count of
+/// descriptors from 3 on, if it is not.
+fn malformed() -> Option<String> {
+    let pid = std::env::var("LISTEN_PID").ok()?;
+    if pid.trim().parse::<u32>().ok()? != std::process::id() {
+        return None;
+    }
+    let fds = std::env::var("LISTEN_FDS").ok()?;
+    // A descriptor number is a C `int`: at most this many follow 3.
+    let most = i32::MAX as u64 - 3;
+    match fds.trim().parse::<u64>() {
+        Ok(count) if count <= most => None,
+        _ => Some(format!(
+            "LISTEN_FDS={fds:?} is not a count of inherited descriptors (socket activation)"
+        )),
+    }
 }

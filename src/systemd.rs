@@ -66,8 +66,9 @@ pub const EXIT_MARGIN: Duration = Duration::from_secs(5);
 ///
 /// # Errors
 ///
-/// If the passed descriptor is not a listening TCP socket, or cannot be made
-/// non-blocking.
+/// If `LISTEN_FDS`, meant for this process, is not a count of descriptors
+/// (`LISTEN_FDS=99999999999`, say); if the descriptor is not a listening TCP
+/// socket, or cannot be made non-blocking.
 pub fn tcp_listener() -> io::Result<Option<std::net::TcpListener>> {
     #[cfg(target_os = "linux")]
     return crate::inherited::tcp_listener(None);

@@ -56,6 +56,49 @@ fn recipe_child() {
     recipe::exit_with(code)
 }
 
+#[test]
+#[ignore = "helper: prints what taking an inherited socket gives, for the LISTEN_FDS tests"]
+fn listen_fds_child() {
+    match wind_down::upgrade::listener("http") {
+        Ok(Some(_)) => println!("taken: a listener"),
+        Ok(None) => println!("taken: none"),
+        Err(error) => println!("taken: {:?}: {error}", error.kind()),
+    }
+}
+
+/// What `upgrade::listener` gives a process started with `LISTEN_FDS=fds`,
+/// and `LISTEN_PID` its own pid or not.
+fn take_with(fds: &str, ours: bool) -> String {
+    let pid = if ours { "$$" } else { "1" };
+    let line = format!(
+        r#"LISTEN_PID={pid} LISTEN_FDS={fds} exec "$0" --ignored --exact listen_fds_child --nocapture"#
+    );
+    let output = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(line)
+        .arg(std::env::current_exe().unwrap())
+        .output()
+        .expect("run the helper");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("taken: "))
+        .unwrap_or_else(|| panic!("no answer: {stdout}"))
+        .to_owned()
+}
+
+/// A malformed `LISTEN_FDS` meant for this process is a clear error, not
+/// "nothing inherited"; one meant for another process is ignored.
+#[test]
+fn a_malformed_listen_fds_is_a_clear_error() {
+    let taken = take_with("99999999999", true);
+    assert!(taken.starts_with("InvalidData"), "{taken}");
+    assert!(taken.contains("LISTEN_FDS=\"99999999999\""), "{taken}");
+    assert!(take_with("banana", true).starts_with("InvalidData"));
+    assert_eq!(take_with("99999999999", false), "none");
+    assert_eq!(take_with("0", true), "none");
+}
+
 /// Makes this process the reaper of its orphaned descendants (once).
 fn become_subreaper() {
     static ONCE: Once = Once::new();

@@ -89,8 +89,9 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// # Errors
 ///
-/// If the descriptor is not a listening TCP socket, or cannot be made
-/// non-blocking.
+/// If `LISTEN_FDS`, meant for this process, is not a count of descriptors
+/// (`LISTEN_FDS=99999999999`, say); if the descriptor is not a listening TCP
+/// socket, or cannot be made non-blocking.
 pub fn listener(name: &str) -> io::Result<Option<std::net::TcpListener>> {
     crate::inherited::tcp_listener(Some(name))
 }
