@@ -153,25 +153,32 @@ enum State {
     Closed,
 }
 
+/// How an upgrader starts the new generation, and whom it tells.
+#[derive(Clone)]
+struct Settings {
+    command: Option<(OsString, Vec<OsString>)>,
+    ready_timeout: Duration,
+    on_event: Option<EventHook>,
+    /// The sockets go to systemd's fd store when serving starts.
+    store_in_systemd: bool,
+}
+
 struct Inner {
     /// The sockets to hand over, by name; emptied when shutdown starts.
     listeners: Mutex<Vec<(String, OwnedFd)>>,
-    command: Option<(OsString, Vec<OsString>)>,
-    ready_timeout: Duration,
+    /// Shared by every clone: set on one, seen by all.
+    settings: Mutex<Settings>,
     state: Mutex<State>,
-    on_event: Option<EventHook>,
     /// A request by [`Upgrade::request`].
     requested: event_listener::Event,
     request_pending: AtomicBool,
     /// Ready was reported to the previous generation.
     reported_ready: AtomicBool,
-    /// The sockets go to systemd's fd store when serving starts.
-    store_in_systemd: bool,
 }
 
 /// Zero-downtime upgrades for one program: the sockets to hand over, how to
 /// start the new generation, and what happened. Clone it freely: clones share
-/// everything. See the [module](self).
+/// everything, settings included. See the [module](self).
 #[derive(Clone)]
 pub struct Upgrade(Arc<Inner>);
 
@@ -187,28 +194,31 @@ impl Upgrade {
     pub fn new() -> Self {
         Upgrade(Arc::new(Inner {
             listeners: Mutex::new(Vec::new()),
-            command: None,
-            ready_timeout: DEFAULT_READY_TIMEOUT,
+            settings: Mutex::new(Settings {
+                command: None,
+                ready_timeout: DEFAULT_READY_TIMEOUT,
+                on_event: None,
+                store_in_systemd: false,
+            }),
             state: Mutex::new(State::Idle),
-            on_event: None,
             requested: event_listener::Event::new(),
             request_pending: AtomicBool::new(false),
             reported_ready: AtomicBool::new(false),
-            store_in_systemd: false,
         }))
     }
 
-    fn configure(self, change: impl FnOnce(&mut Inner)) -> Self {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut inner) => {
-                change(&mut inner);
-                Upgrade(Arc::new(inner))
-            }
-            Err(shared) => {
-                log::warning!("Upgrade configured after it was cloned: ignored");
-                Upgrade(shared)
-            }
-        }
+    /// The settings, as they are now.
+    fn settings(&self) -> Settings {
+        self.0
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn configure(self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(&mut self.0.settings.lock().unwrap_or_else(|p| p.into_inner()));
+        self
     }
 
     /// Hands `listener` over as `name` (the new generation takes it with
@@ -227,12 +237,10 @@ impl Upgrade {
             ));
         }
         let fd = listener.as_fd().try_clone_to_owned()?;
-        let name = name.to_owned();
-        Ok(self.configure(|inner| {
-            if let Ok(listeners) = inner.listeners.get_mut() {
-                listeners.push((name, fd));
-            }
-        }))
+        let mut listeners = self.0.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        listeners.push((name.to_owned(), fd));
+        drop(listeners);
+        Ok(self)
     }
 
     /// Starts `program` with `args` as the new generation, instead of this
@@ -243,13 +251,13 @@ impl Upgrade {
         args: impl IntoIterator<Item = impl Into<OsString>>,
     ) -> Self {
         let command = (program.into(), args.into_iter().map(Into::into).collect());
-        self.configure(|inner| inner.command = Some(command))
+        self.configure(|settings| settings.command = Some(command))
     }
 
     /// How long the new generation may take to report ready before it is killed
     /// and this one keeps serving. Defaults to [`DEFAULT_READY_TIMEOUT`].
     pub fn ready_timeout(self, timeout: Duration) -> Self {
-        self.configure(|inner| inner.ready_timeout = timeout)
+        self.configure(|settings| settings.ready_timeout = timeout)
     }
 
     /// Also hands the sockets to systemd's fd store (`FDSTORE=1`, named with
@@ -259,14 +267,14 @@ impl Upgrade {
     /// even a restart keeps what is queued on them. Nothing is sent without
     /// `NOTIFY_SOCKET`.
     pub fn store_in_systemd(self) -> Self {
-        self.configure(|inner| inner.store_in_systemd = true)
+        self.configure(|settings| settings.store_in_systemd = true)
     }
 
     /// Calls `callback` with what happens to each upgrade (also a `tracing`
     /// event with the `tracing` feature).
     pub fn on_event(self, callback: impl Fn(&UpgradeEvent) + Send + Sync + 'static) -> Self {
         let hook: EventHook = Arc::new(callback);
-        self.configure(|inner| inner.on_event = Some(hook))
+        self.configure(|settings| settings.on_event = Some(hook))
     }
 
     /// Requests an upgrade, as the upgrade signal does: the server whose signal
@@ -307,7 +315,7 @@ impl Upgrade {
             UpgradeEvent::Failed { .. } | UpgradeEvent::Refused => log::warning!("{event}"),
             _ => log::info!("{event}"),
         }
-        if let Some(hook) = &self.0.on_event {
+        if let Some(hook) = self.settings().on_event {
             hook(&event);
         }
     }
@@ -355,7 +363,7 @@ impl Upgrade {
 
     /// Starts one upgrade: the new generation, and a thread of its own that
     /// waits until it is ready, exits or times out, or `cancel` is set.
-    fn start(&self, cancel: Arc<AtomicBool>) -> Result<Running, String> {
+    fn start(&self) -> Result<(Running, spawn::Receiver<Result<u32, String>>), String> {
         let listeners = {
             let listeners = self.0.listeners.lock().unwrap_or_else(|p| p.into_inner());
             let mut copies = Vec::with_capacity(listeners.len());
@@ -367,10 +375,12 @@ impl Upgrade {
             }
             copies
         };
+        let settings = self.settings();
+        let cancel = Arc::new(AtomicBool::new(false));
         let generation = Generation {
             listeners,
-            command: self.0.command.clone(),
-            ready_timeout: self.0.ready_timeout,
+            command: settings.command,
+            ready_timeout: settings.ready_timeout,
             cancel: cancel.clone(),
         };
         let (sender, result) = spawn::oneshot();
@@ -384,11 +394,7 @@ impl Upgrade {
                 sender.send(outcome);
             })
             .map_err(|e| format!("starting the upgrade thread: {e}"))?;
-        Ok(Running {
-            cancel,
-            thread,
-            result: Some(result),
-        })
+        Ok((Running { cancel, thread }, result))
     }
 }
 
@@ -396,7 +402,6 @@ impl Upgrade {
 struct Running {
     cancel: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
-    result: Option<spawn::Receiver<Result<u32, String>>>,
 }
 
 impl Running {
@@ -412,7 +417,7 @@ impl fmt::Debug for Upgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upgrade")
             .field("upgraded_to", &self.upgraded_to())
-            .field("ready_timeout", &self.0.ready_timeout)
+            .field("ready_timeout", &self.settings().ready_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -422,7 +427,7 @@ impl Observer for Upgrade {
     /// generation started by an upgrade (once); and hands the sockets to
     /// systemd's fd store, if [asked](Upgrade::store_in_systemd).
     fn ready(&self) {
-        if self.0.store_in_systemd {
+        if self.settings().store_in_systemd {
             let listeners = self.0.listeners.lock().unwrap_or_else(|p| p.into_inner());
             for (name, fd) in listeners.iter() {
                 spawn::store_in_systemd(name, fd);
@@ -516,15 +521,14 @@ impl<S: SignalSource, U: UpgradeRequests> SignalSource for Upgrading<S, U> {
                         self.upgrade.tell(UpgradeEvent::Refused);
                         continue;
                     }
-                    let mut running = match self.upgrade.start(Arc::default()) {
-                        Ok(running) => running,
+                    let (running, result) = match self.upgrade.start() {
+                        Ok(started) => started,
                         Err(reason) => {
                             self.upgrade.finish(None);
                             self.upgrade.tell(UpgradeEvent::Failed { reason });
                             continue;
                         }
                     };
-                    let result = running.result.take().expect("taken once");
                     self.running = Some(running);
                     let upgrading = result.recv();
                     let mut upgrading = std::pin::pin!(upgrading);
