@@ -80,8 +80,8 @@ async fn serve<R, L, Svc, Via>(
     service: Svc,
     observer: Option<Recorder>,
     http2_only: bool,
-    started: mpsc::Sender<(SocketAddr, Shutdown)>,
-    done: mpsc::Sender<Result<Outcome, ServeError>>,
+    started: Started,
+    done: Finished,
 ) where
     R: HyperRuntime,
     L: Listener<Addr = SocketAddr>,
@@ -101,6 +101,20 @@ async fn serve<R, L, Svc, Via>(
     let _ = done.send(http.serve(service).await);
 }
 
+type Started = mpsc::Sender<(SocketAddr, Shutdown)>;
+type Finished = mpsc::Sender<Result<Outcome, ServeError>>;
+
+/// Runs `server` on a thread of its own; returns once it told its address.
+fn on_thread(
+    server: impl FnOnce(Started, Finished) + Send + 'static,
+) -> (SocketAddr, Shutdown, Done) {
+    let (started, start) = mpsc::channel();
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || server(started, done));
+    let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
+    (addr, shutdown, result)
+}
+
 struct OnTokio;
 
 impl OnRuntime for OnTokio {
@@ -113,9 +127,7 @@ impl OnRuntime for OnTokio {
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static,
     {
-        let (started, start) = mpsc::channel();
-        let (done, result) = mpsc::channel();
-        std::thread::spawn(move || {
+        on_thread(move |started, done| {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -129,9 +141,7 @@ impl OnRuntime for OnTokio {
                 )
                 .await;
             });
-        });
-        let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
-        (addr, shutdown, result)
+        })
     }
 }
 
@@ -147,9 +157,7 @@ impl OnRuntime for OnSmol {
         Svc: IntoHttpService<SocketAddr, Via> + Send,
         Via: 'static,
     {
-        let (started, start) = mpsc::channel();
-        let (done, result) = mpsc::channel();
-        std::thread::spawn(move || {
+        on_thread(move |started, done| {
             let executor = Arc::new(smol::Executor::new());
             let runtime = wind_down::smol::Smol::new(executor.clone());
             smol::block_on(executor.run(async move {
@@ -159,9 +167,7 @@ impl OnRuntime for OnSmol {
                 )
                 .await;
             }));
-        });
-        let (addr, shutdown) = start.recv_timeout(HANG).expect("started");
-        (addr, shutdown, result)
+        })
     }
 }
 
